@@ -1,0 +1,70 @@
+# Channels Chat Workshop. `make` (or `make help`) lists the targets.
+#
+# Every target that runs Python first makes sure .venv exists and holds the
+# pinned requirements (tools/bootstrap.sh); nothing needs installing by hand.
+
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8000
+REDIS_PORT ?= 6379
+FROM ?=
+TO ?=
+PYTEST_ARGS ?=
+
+VENV := .venv
+PY := $(VENV)/bin/python
+READY := $(VENV)/.requirements-installed
+
+# A step is a folder stepN_name/ with a manage.py: adding a folder adds a step.
+STEP_DIRS := $(patsubst %/manage.py,%,$(wildcard step*_*/manage.py))
+STEPS := $(sort $(foreach dir,$(STEP_DIRS),$(patsubst step%,%,$(firstword $(subst _, ,$(dir))))))
+
+# $(call require_step,N): stop with a clear message unless step N exists.
+require_step = $(if $(wildcard step$(1)_*/manage.py),,$(error There is no step "$(1)". The steps are: $(STEPS). For example: make step1))
+
+.DEFAULT_GOAL := help
+.PHONY: help test diff redis lint format clean distclean
+
+help: ## list the targets
+	@echo "Channels Chat Workshop. Steps: $(STEPS)"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z%-]+:.*## / {gsub("%", "N", $$1); printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "Variables: PORT=$(PORT) HOST=$(HOST) PYTHON=$(PYTHON) REDIS_URL=redis://127.0.0.1:6379/0 (use Redis)"
+
+step%: ## run step N on http://127.0.0.1:8000/chat/ (PORT=8001 to change)
+	$(call require_step,$*)
+	@$(MAKE) --no-print-directory --silent $(READY)
+	@$(PY) -m workshop.cli serve $* --host "$(HOST)" --port "$(PORT)"
+
+test: $(READY) ## run every step's tests, each in its own process
+	@$(PY) -m workshop.cli test --pytest-args="$(PYTEST_ARGS)"
+
+test-step%: ## run step N's tests
+	$(call require_step,$*)
+	@$(MAKE) --no-print-directory --silent $(READY)
+	@$(PY) -m workshop.cli test $* --pytest-args="$(PYTEST_ARGS)"
+
+diff: $(READY) ## what a lesson changed: make diff FROM=2 TO=3
+	@$(PY) -m workshop.cli diff --from "$(FROM)" --to "$(TO)"
+
+redis: $(READY) ## run redis-server on port 6379 (or say how to install it)
+	@$(PY) -m workshop.cli redis --port "$(REDIS_PORT)"
+
+lint: $(READY) ## ruff check and format check over every step and the tooling
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(READY) ## let ruff format and fix what it can
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean: ## remove caches and test leftovers (keeps .venv and every db.sqlite3)
+	find . -path ./$(VENV) -prune -o -type d \( -name __pycache__ -o -name .pytest_cache -o -name test-artifacts \) -print -exec rm -rf {} +
+	rm -rf .ruff_cache bench-results
+
+distclean: clean ## also remove .venv (the next command reinstalls it)
+	rm -rf $(VENV)
+
+$(READY): requirements.txt tools/bootstrap.sh
+	@PYTHON="$(PYTHON)" sh tools/bootstrap.sh

@@ -1,0 +1,279 @@
+"""The commands behind the Makefile: python -m workshop.cli {serve,test,diff,redis,steps}.
+
+Every error a learner can cause (a step that does not exist, a port in use, ...)
+ends with a one-paragraph message and exit status 2, never a traceback.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+from workshop.ports import port_in_use
+from workshop.steps import NoSuchStep, Step, all_steps, describe_steps, find_step
+
+
+class UserError(Exception):
+    """A mistake in how a command was called; its message says how to fix it."""
+
+
+# --- make stepN ------------------------------------------------------------------
+
+
+def serve(step_number: str, host: str, port: int) -> int:
+    step = find_step(step_number)
+    if port_in_use(port, host):
+        raise UserError(
+            f"Port {port} is already in use on {host} (another server is running there?).\n"
+            f"Stop that server, or pick another port: make step{step.number} PORT={port + 1}"
+        )
+    manage = [sys.executable, "manage.py"]
+    print(f"== Step {step.number}: {step.name} - preparing its database (db.sqlite3)")
+    migrate = subprocess.run([*manage, "migrate", "--verbosity", "1"], cwd=step.path)
+    if migrate.returncode != 0:
+        return migrate.returncode
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/chat/"
+    print(
+        f"\n== Step {step.number}: open {url} in your browser. Stop the server with Ctrl+C.\n"
+    )
+    sys.stdout.flush()
+    os.chdir(step.path)
+    # Replace this process with the server, so Ctrl+C goes straight to it.
+    os.execv(sys.executable, [*manage, "runserver", f"{host}:{port}"])
+    return 0  # not reached
+
+
+# --- make test ---------------------------------------------------------------------
+
+
+def count_results(junit_xml: Path) -> dict[str, int]:
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    if not junit_xml.exists():
+        return counts
+    root = ElementTree.parse(junit_xml).getroot()
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    for suite in suites:
+        tests = int(suite.get("tests", 0))
+        failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+        skipped = int(suite.get("skipped", 0))
+        counts["failed"] += failed
+        counts["skipped"] += skipped
+        counts["passed"] += tests - failed - skipped
+    return counts
+
+
+def run_step_tests(
+    step: Step, pytest_args: list[str], scratch: Path
+) -> tuple[int, dict, float]:
+    junit_xml = scratch / f"{step.name}.xml"
+    command = [sys.executable, "-m", "pytest", f"--junitxml={junit_xml}", *pytest_args]
+    print(f"\n===== {step.name}: {' '.join(command[1:])}", flush=True)
+    started = time.monotonic()
+    # One interpreter per step: every step has its own `mysite` and `chat`.
+    returncode = subprocess.run(command, cwd=step.path).returncode
+    return returncode, count_results(junit_xml), time.monotonic() - started
+
+
+def test(step_numbers: list[str], pytest_args: list[str]) -> int:
+    steps = (
+        [find_step(number) for number in step_numbers] if step_numbers else all_steps()
+    )
+    results = []
+    with tempfile.TemporaryDirectory(prefix="workshop-test-") as scratch:
+        for step in steps:
+            results.append((step, *run_step_tests(step, pytest_args, Path(scratch))))
+
+    width = max(len(step.name) for step in steps)
+    print("\n===== summary (one line per step)")
+    totals = {"passed": 0, "failed": 0, "skipped": 0}
+    any_failed = False
+    for step, returncode, counts, seconds in results:
+        # pytest exits 5 when it collected nothing: a step without tests is a failure too.
+        ok = returncode == 0
+        any_failed |= not ok
+        for key in totals:
+            totals[key] += counts[key]
+        verdict = (
+            "ok  " if ok else ("FAIL" if returncode != 5 else "FAIL (no tests ran)")
+        )
+        print(
+            f"{step.name:<{width}}  {verdict}  {counts['passed']} passed, {counts['failed']} failed,"
+            f" {counts['skipped']} skipped  ({seconds:.1f}s)"
+        )
+    print(
+        f"total: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped"
+    )
+    return 1 if any_failed else 0
+
+
+# --- make diff ---------------------------------------------------------------------
+
+COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m", "header": "\033[1m"}
+RESET = "\033[0m"
+
+
+def read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        return [f"(binary file, {path.stat().st_size} bytes)\n"]
+
+
+def step_diff(old: Step, new: Step) -> tuple[list[str], list[str]]:
+    """(names of the files that differ, unified diff lines) between two step folders."""
+    import difflib
+
+    changed, lines = [], []
+    for name in sorted(set(old.files()) | set(new.files())):
+        old_path, new_path = old.path / name, new.path / name
+        old_lines = read_lines(old_path) if old_path.exists() else []
+        new_lines = read_lines(new_path) if new_path.exists() else []
+        if old_lines == new_lines:
+            continue
+        changed.append(name)
+        lines.extend(
+            difflib.unified_diff(
+                old_lines,
+                new_lines,
+                fromfile=f"{old.name}/{name}" if old_path.exists() else "/dev/null",
+                tofile=f"{new.name}/{name}" if new_path.exists() else "/dev/null",
+            )
+        )
+    return changed, lines
+
+
+def diff(from_number: str | None, to_number: str | None, colour: bool) -> int:
+    if from_number and not to_number:
+        to_number = str(int(from_number) + 1)
+    elif to_number and not from_number:
+        from_number = str(int(to_number) - 1)
+    elif not from_number and not to_number:
+        from_number, to_number = "1", "2"
+    old, new = find_step(from_number), find_step(to_number)
+    changed, lines = step_diff(old, new)
+
+    def paint(text: str, kind: str) -> str:
+        return f"{COLOURS[kind]}{text}{RESET}" if colour and kind in COLOURS else text
+
+    print(paint(f"{old.name} -> {new.name}: {len(changed)} file(s) differ", "header"))
+    for name in changed:
+        print(f"  {name}")
+    print()
+    for line in lines:
+        line = (
+            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+        )
+        kind = "header" if line.startswith(("---", "+++")) else line[:1]
+        sys.stdout.write(paint(line.rstrip("\n"), kind) + "\n")
+    return 0
+
+
+# --- make redis --------------------------------------------------------------------
+
+REDIS_INSTALL_HELP = """\
+redis-server is not installed. Any one of these gives you a Redis on port 6379:
+
+  Docker:        docker run --rm -p 6379:6379 redis:7
+  macOS:         brew install redis && brew services start redis
+  Debian/Ubuntu: sudo apt install redis-server
+  Windows:       use WSL and the Debian/Ubuntu command, or Docker Desktop
+
+Then run a step on it:  REDIS_URL=redis://127.0.0.1:6379/0 make step2"""
+
+
+def redis(port: int) -> int:
+    executable = shutil.which("redis-server")
+    if executable is None:
+        print(REDIS_INSTALL_HELP)
+        return 1
+    if port_in_use(port):
+        raise UserError(
+            f"Something already listens on port {port} - probably a Redis you started before.\n"
+            f"Use it: REDIS_URL=redis://127.0.0.1:{port}/0 make step2   (or: make redis REDIS_PORT=6380)"
+        )
+    print(f"Redis on redis://127.0.0.1:{port}/0 - stop it with Ctrl+C.")
+    print(
+        f"In another terminal:  REDIS_URL=redis://127.0.0.1:{port}/0 make step2\n",
+        flush=True,
+    )
+    os.execv(
+        executable,
+        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+    )
+    return 0  # not reached
+
+
+# --- entry point -------------------------------------------------------------------
+
+
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"PORT must be a number from 1 to 65535, not {text!r}"
+        )
+    return int(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workshop.cli")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="migrate and run one step")
+    serve_parser.add_argument("step")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=port_number, default=8000)
+    test_parser = commands.add_parser(
+        "test", help="run each step's tests in its own process"
+    )
+    test_parser.add_argument("steps", nargs="*")
+    test_parser.add_argument(
+        "--pytest-args", default="", help="extra arguments for pytest"
+    )
+    diff_parser = commands.add_parser("diff", help="what changed between two steps")
+    diff_parser.add_argument("--from", dest="from_step", default="")
+    diff_parser.add_argument("--to", dest="to_step", default="")
+    diff_parser.add_argument(
+        "--colour", choices=["auto", "always", "never"], default="auto"
+    )
+    redis_parser = commands.add_parser(
+        "redis", help="run redis-server in the foreground"
+    )
+    redis_parser.add_argument("--port", type=port_number, default=6379)
+    commands.add_parser("steps", help="list the steps")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "serve":
+            return serve(args.step, args.host, args.port)
+        if args.command == "test":
+            return test(args.steps, args.pytest_args.split())
+        if args.command == "diff":
+            for value in (args.from_step, args.to_step):
+                if value and not value.isdigit():
+                    raise NoSuchStep(
+                        f'"{value}" is not a step number. The steps are: {describe_steps()}.'
+                    )
+            colour = args.colour == "always" or (
+                args.colour == "auto" and sys.stdout.isatty()
+            )
+            return diff(args.from_step or None, args.to_step or None, colour)
+        if args.command == "redis":
+            return redis(args.port)
+        if args.command == "steps":
+            for step in all_steps():
+                print(f"{step.number}  {step.name}")
+            return 0
+    except (UserError, NoSuchStep) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `make diff | head`
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Channel layer helpers for the tests: the step's own configuration, and who is in a group."""
+
+import os
+import runpy
+from unittest import mock
+
+# Keys the tests write to Redis start with this, so that a flush after a test
+# cannot touch the keys of a development server sharing the same Redis.
+TEST_PREFIX = "workshop-test"
+
+
+def channel_layers_from_settings(redis_url: str | None) -> dict:
+    """CHANNEL_LAYERS exactly as the step's settings build it, with or without REDIS_URL.
+
+    The settings module is run again in a scratch namespace, so the tests use the
+    configuration a learner gets (including its Redis connection options),
+    not a copy of it.
+    """
+    settings_module = os.environ["DJANGO_SETTINGS_MODULE"]
+    environment = {
+        key: value for key, value in os.environ.items() if key != "REDIS_URL"
+    }
+    if redis_url:
+        environment["REDIS_URL"] = redis_url
+    with mock.patch.dict(os.environ, environment, clear=True):
+        namespace = runpy.run_module(settings_module, run_name="workshop_settings_copy")
+    return namespace["CHANNEL_LAYERS"]
+
+
+async def group_members(layer, group: str) -> set[str]:
+    """The channel names in `group`, read from the layer's own storage."""
+    if hasattr(layer, "groups"):  # channels.layers.InMemoryChannelLayer
+        return set(layer.groups.get(group, {}))
+    # channels_redis: a group is a sorted set of channel names on one Redis server.
+    connection = layer.connection(layer.consistent_hash(group))
+    members = await connection.zrange(layer._group_key(group), 0, -1)
+    return {member.decode() for member in members}

@@ -1,0 +1,108 @@
+"""Fixtures shared by every step's tests.
+
+Each step's pytest.ini loads this file (`-p workshop.pytest_plugin`), so the
+fixtures exist once, here, instead of in a conftest.py copied into every step.
+
+- redis_url: a real redis-server on a free port for the test session (or REDIS_URL).
+- channel_layer: parametrised, so a test that asks for it runs once on the
+  in-memory layer and once on the Redis layer, each configured by the step's settings.
+- browser: a real headless Chromium driven by Selenium.
+- step_dir: the step folder the tests run in.
+"""
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from workshop.redis_server import ping, start_test_redis
+from workshop.requirements import part_missing
+
+
+def pytest_report_header(config):
+    wanted = [
+        name
+        for name in ("REQUIRE_REDIS", "REQUIRE_BROWSER")
+        if os.environ.get(name) == "1"
+    ]
+    if wanted:
+        return "missing parts fail instead of skipping: " + ", ".join(wanted)
+    return "missing parts (redis-server, Chromium) skip their tests; REQUIRE_REDIS=1 / REQUIRE_BROWSER=1 make that a failure"
+
+
+@pytest.fixture(scope="session")
+def step_dir(request) -> Path:
+    return Path(request.config.rootpath)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A redis-server process of our own, started once for the test session."""
+    server = start_test_redis()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(request) -> str:
+    """Where the Redis tests connect: REDIS_URL when given, else our own redis-server."""
+    given = os.environ.get("REDIS_URL")
+    if given:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(given)
+        if not ping(parsed.port or 6379, parsed.hostname or "127.0.0.1"):
+            part_missing(
+                f"REDIS_URL={given} does not answer PING: start Redis (make redis)",
+                "REQUIRE_REDIS",
+            )
+        return given
+    return request.getfixturevalue("redis_server").url
+
+
+LAYER_BACKENDS = {
+    "in-memory": "channels.layers.InMemoryChannelLayer",
+    "redis": "channels_redis.core.RedisChannelLayer",
+}
+
+
+@pytest_asyncio.fixture(params=list(LAYER_BACKENDS))
+async def channel_layer(request, settings):
+    """The step's channel layer, once in memory and once on a real Redis.
+
+    The configuration is the one the step's settings build (with and without
+    REDIS_URL). Changing settings.CHANNEL_LAYERS makes Channels build a new layer.
+    """
+    from channels.layers import get_channel_layer
+
+    from workshop.layers import TEST_PREFIX, channel_layers_from_settings
+
+    redis_url = (
+        request.getfixturevalue("redis_url") if request.param == "redis" else None
+    )
+    layers = copy.deepcopy(channel_layers_from_settings(redis_url))
+    backend = layers["default"]["BACKEND"]
+    assert backend == LAYER_BACKENDS[request.param], (
+        f"with REDIS_URL={'set' if redis_url else 'unset'} the settings chose {backend}"
+    )
+    if redis_url:
+        layers["default"].setdefault("CONFIG", {})["prefix"] = TEST_PREFIX
+    settings.CHANNEL_LAYERS = layers
+
+    layer = get_channel_layer()
+    yield layer
+    await layer.flush()
+    if hasattr(layer, "close_pools"):
+        await layer.close_pools()
+
+
+@pytest.fixture
+def browser():
+    """A fresh headless Chromium window; skipped (or failed, REQUIRE_BROWSER=1) if none."""
+    from workshop.browser import make_driver
+
+    driver = make_driver()
+    yield driver
+    driver.quit()
