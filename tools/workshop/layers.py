@@ -1,5 +1,6 @@
 """Channel layer helpers for the tests: the step's own configuration, and who is in a group."""
 
+import importlib.util
 import os
 import runpy
 from unittest import mock
@@ -23,7 +24,8 @@ def channel_layers_from_settings(redis_url: str | None) -> dict:
     if redis_url:
         environment["REDIS_URL"] = redis_url
     with mock.patch.dict(os.environ, environment, clear=True):
-        namespace = runpy.run_module(settings_module, run_name="workshop_settings_copy")
+        settings_file = importlib.util.find_spec(settings_module).origin
+        namespace = runpy.run_path(settings_file, run_name="workshop_settings_copy")
     return namespace["CHANNEL_LAYERS"]
 
 
