@@ -10,6 +10,9 @@ REDIS_PORT ?= 6379
 FROM ?=
 TO ?=
 PYTEST_ARGS ?=
+FLAKE_STEP ?= 4
+RUNS ?= 20
+BROWSER_TESTS ?= chat/tests.py
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,7 +26,7 @@ STEPS := $(sort $(foreach dir,$(STEP_DIRS),$(patsubst step%,%,$(firstword $(subs
 require_step = $(if $(wildcard step$(1)_*/manage.py),,$(error There is no step "$(1)". The steps are: $(STEPS). For example: make step1))
 
 .DEFAULT_GOAL := help
-.PHONY: help test diff redis lint format clean distclean
+.PHONY: help test flake-check diff redis lint format clean distclean
 
 help: ## list the targets
 	@echo "Channels Chat Workshop. Steps: $(STEPS)"
@@ -44,6 +47,11 @@ test-step%: ## run step N's tests
 	$(call require_step,$*)
 	@$(MAKE) --no-print-directory --silent $(READY)
 	@$(PY) -m workshop.cli test $* --pytest-args="$(PYTEST_ARGS)"
+
+flake-check: ## run step 4's browser tests 20 times in a row (RUNS=, FLAKE_STEP=)
+	$(call require_step,$(FLAKE_STEP))
+	@$(MAKE) --no-print-directory --silent $(READY)
+	@$(PY) -m workshop.cli flake-check $(FLAKE_STEP) --runs "$(RUNS)" $(BROWSER_TESTS)
 
 diff: $(READY) ## what a lesson changed: make diff FROM=2 TO=3
 	@$(PY) -m workshop.cli diff --from "$(FROM)" --to "$(TO)"

@@ -102,3 +102,31 @@ def make_driver():
 
     driver.quit = quit_and_clean_up
     return driver
+
+
+def save_failure_artefacts(driver, directory, test_name: str) -> str:
+    """Save a screenshot of every open window and the browser console log.
+
+    Returns the folder they were saved in, for the failure message.
+    """
+    import json
+    import re
+    from pathlib import Path
+
+    folder = Path(directory) / re.sub(r"[^\w.-]+", "_", test_name)
+    folder.mkdir(parents=True, exist_ok=True)
+    current = driver.current_window_handle
+    for number, handle in enumerate(driver.window_handles, start=1):
+        driver.switch_to.window(handle)
+        driver.save_screenshot(str(folder / f"window-{number}.png"))
+    driver.switch_to.window(current)
+    try:
+        entries = driver.get_log("browser")
+    except Exception as error:  # not every driver keeps a console log
+        entries = [{"level": "INFO", "message": f"(no console log: {error})"}]
+    with open(folder / "console.log", "w", encoding="utf-8") as log:
+        for entry in entries:
+            log.write(json.dumps(entry) + "\n")
+        if not entries:
+            log.write("(the page logged nothing to the console)\n")
+    return str(folder)

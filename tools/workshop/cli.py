@@ -111,6 +111,52 @@ def test(step_numbers: list[str], pytest_args: list[str]) -> int:
     return 1 if any_failed else 0
 
 
+# --- make flake-check ---------------------------------------------------------------
+
+
+def flake_check(step_number: str, runs: int, test_paths: list[str]) -> int:
+    """Run a step's browser tests `runs` times in a row; any failure is a flake."""
+    step = find_step(step_number)
+    missing = [path for path in test_paths if not (step.path / path).exists()]
+    if missing:
+        raise UserError(
+            f"{step.name} has no {', '.join(missing)}: no browser tests to repeat."
+        )
+    # A skipped browser test proves nothing here: a missing browser is a failure.
+    environment = {**os.environ, "REQUIRE_BROWSER": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *test_paths,
+    ]
+    passed_runs = 0
+    for run in range(1, runs + 1):
+        started = time.monotonic()
+        result = subprocess.run(
+            command, cwd=step.path, env=environment, capture_output=True, text=True
+        )
+        last_line = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+        seconds = time.monotonic() - started
+        if result.returncode == 0 and "skipped" not in last_line:
+            passed_runs += 1
+            print(
+                f"run {run:>2}/{runs}: ok    {last_line}  ({seconds:.1f}s)", flush=True
+            )
+        else:
+            print(
+                f"run {run:>2}/{runs}: FAIL  {last_line}  ({seconds:.1f}s)", flush=True
+            )
+            print(result.stdout[-4000:] + result.stderr[-2000:], flush=True)
+    print(
+        f"flake-check: {passed_runs}/{runs} runs of {' '.join(test_paths)} in {step.name} passed"
+    )
+    return 0 if passed_runs == runs else 1
+
+
 # --- make diff ---------------------------------------------------------------------
 
 COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m", "header": "\033[1m"}
@@ -239,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     diff_parser.add_argument(
         "--colour", choices=["auto", "always", "never"], default="auto"
     )
+    flake_parser = commands.add_parser(
+        "flake-check", help="repeat a step's browser tests"
+    )
+    flake_parser.add_argument("step")
+    flake_parser.add_argument("--runs", type=int, default=20)
+    flake_parser.add_argument("tests", nargs="+")
     redis_parser = commands.add_parser(
         "redis", help="run redis-server in the foreground"
     )
@@ -261,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.colour == "auto" and sys.stdout.isatty()
             )
             return diff(args.from_step or None, args.to_step or None, colour)
+        if args.command == "flake-check":
+            return flake_check(args.step, args.runs, args.tests)
         if args.command == "redis":
             return redis(args.port)
         if args.command == "steps":
