@@ -10,6 +10,7 @@ REDIS_PORT ?= 6379
 FROM ?=
 TO ?=
 PYTEST_ARGS ?=
+WORDS ?=
 FLAKE_STEP ?= 4
 RUNS ?= 20
 BROWSER_TESTS ?= chat/tests.py
@@ -26,7 +27,7 @@ STEPS := $(sort $(foreach dir,$(STEP_DIRS),$(patsubst step%,%,$(firstword $(subs
 require_step = $(if $(wildcard step$(1)_*/manage.py),,$(error There is no step "$(1)". The steps are: $(STEPS). For example: make step1))
 
 .DEFAULT_GOAL := help
-.PHONY: help test flake-check diff redis lint format clean distclean
+.PHONY: help test test-tools flake-check diff diff-html diffs check-steps redis lint format clean distclean
 
 help: ## list the targets
 	@echo "Channels Chat Workshop. Steps: $(STEPS)"
@@ -40,7 +41,7 @@ step%: ## run step N on http://127.0.0.1:8000/chat/ (PORT=8001 to change)
 	@$(MAKE) --no-print-directory --silent $(READY)
 	@$(PY) -m workshop.cli serve $* --host "$(HOST)" --port "$(PORT)"
 
-test: $(READY) ## run every step's tests, each in its own process
+test: $(READY) ## run every step's tests, each in its own process, then the tooling's
 	@$(PY) -m workshop.cli test --pytest-args="$(PYTEST_ARGS)"
 
 test-step%: ## run step N's tests
@@ -48,13 +49,25 @@ test-step%: ## run step N's tests
 	@$(MAKE) --no-print-directory --silent $(READY)
 	@$(PY) -m workshop.cli test $* --pytest-args="$(PYTEST_ARGS)"
 
+test-tools: $(READY) ## run the tooling's tests (lesson checks, troubleshooting entries)
+	@$(PY) -m workshop.cli test tools --pytest-args="$(PYTEST_ARGS)"
+
 flake-check: ## run step 4's browser tests 20 times in a row (RUNS=, FLAKE_STEP=)
 	$(call require_step,$(FLAKE_STEP))
 	@$(MAKE) --no-print-directory --silent $(READY)
 	@$(PY) -m workshop.cli flake-check $(FLAKE_STEP) --runs "$(RUNS)" $(BROWSER_TESTS)
 
-diff: $(READY) ## what a lesson changed: make diff FROM=2 TO=3
-	@$(PY) -m workshop.cli diff --from "$(FROM)" --to "$(TO)"
+diff: $(READY) ## what a lesson changed: make diff FROM=2 TO=3 (WORDS=1: mark changed words)
+	@$(PY) -m workshop.cli diff --from "$(FROM)" --to "$(TO)" $(if $(WORDS),--words)
+
+diff-html: $(READY) ## the same as a page to project: build/stepN-to-stepM.html
+	@$(PY) -m workshop.cli diff --html --from "$(FROM)" --to "$(TO)"
+
+diffs: $(READY) ## regenerate notes/diffs/ (every consecutive pair of steps)
+	@$(PY) -m workshop.cli diffs
+
+check-steps: $(READY) ## check that each step changes only its lesson's files (lessons.ini)
+	@$(PY) -m workshop.cli check-steps
 
 redis: $(READY) ## run redis-server on port 6379 (or say how to install it)
 	@$(PY) -m workshop.cli redis --port "$(REDIS_PORT)"
@@ -69,7 +82,7 @@ format: $(READY) ## let ruff format and fix what it can
 
 clean: ## remove caches and test leftovers (keeps .venv and every db.sqlite3)
 	find . -path ./$(VENV) -prune -o -type d \( -name __pycache__ -o -name .pytest_cache -o -name test-artifacts \) -print -exec rm -rf {} +
-	rm -rf .ruff_cache bench-results
+	rm -rf .ruff_cache bench-results build
 
 distclean: clean ## also remove .venv (the next command reinstalls it)
 	rm -rf $(VENV)

@@ -14,8 +14,10 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from workshop.diffs import BOLD, RESET, colour_lines, html_page, step_diff
+from workshop.lessons import check_all, write_diffs
 from workshop.ports import port_in_use
-from workshop.steps import NoSuchStep, Step, all_steps, describe_steps, find_step
+from workshop.steps import ROOT, NoSuchStep, Step, all_steps, describe_steps, find_step
 
 
 class UserError(Exception):
@@ -80,16 +82,21 @@ def run_step_tests(
 
 
 def test(step_numbers: list[str], pytest_args: list[str]) -> int:
-    steps = (
-        [find_step(number) for number in step_numbers] if step_numbers else all_steps()
-    )
+    # The tooling's own tests run as one more suite, after the steps.
+    tools = Step(0, ROOT / "tools")
+    if step_numbers:
+        steps = [
+            tools if number == "tools" else find_step(number) for number in step_numbers
+        ]
+    else:
+        steps = [*all_steps(), tools]
     results = []
     with tempfile.TemporaryDirectory(prefix="workshop-test-") as scratch:
         for step in steps:
             results.append((step, *run_step_tests(step, pytest_args, Path(scratch))))
 
     width = max(len(step.name) for step in steps)
-    print("\n===== summary (one line per step)")
+    print("\n===== summary (one line per suite)")
     totals = {"passed": 0, "failed": 0, "skipped": 0}
     any_failed = False
     for step, returncode, counts, seconds in results:
@@ -159,63 +166,74 @@ def flake_check(step_number: str, runs: int, test_paths: list[str]) -> int:
 
 # --- make diff ---------------------------------------------------------------------
 
-COLOURS = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m", "header": "\033[1m"}
-RESET = "\033[0m"
 
-
-def read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines(keepends=True)
-    except UnicodeDecodeError:
-        return [f"(binary file, {path.stat().st_size} bytes)\n"]
-
-
-def step_diff(old: Step, new: Step) -> tuple[list[str], list[str]]:
-    """(names of the files that differ, unified diff lines) between two step folders."""
-    import difflib
-
-    changed, lines = [], []
-    for name in sorted(set(old.files()) | set(new.files())):
-        old_path, new_path = old.path / name, new.path / name
-        old_lines = read_lines(old_path) if old_path.exists() else []
-        new_lines = read_lines(new_path) if new_path.exists() else []
-        if old_lines == new_lines:
-            continue
-        changed.append(name)
-        lines.extend(
-            difflib.unified_diff(
-                old_lines,
-                new_lines,
-                fromfile=f"{old.name}/{name}" if old_path.exists() else "/dev/null",
-                tofile=f"{new.name}/{name}" if new_path.exists() else "/dev/null",
+def resolve_pair(from_number: str | None, to_number: str | None) -> tuple[Step, Step]:
+    for value in (from_number, to_number):
+        if value and not value.isdigit():
+            raise NoSuchStep(
+                f'"{value}" is not a step number. The steps are: {describe_steps()}.'
             )
-        )
-    return changed, lines
-
-
-def diff(from_number: str | None, to_number: str | None, colour: bool) -> int:
     if from_number and not to_number:
         to_number = str(int(from_number) + 1)
     elif to_number and not from_number:
         from_number = str(int(to_number) - 1)
     elif not from_number and not to_number:
         from_number, to_number = "1", "2"
-    old, new = find_step(from_number), find_step(to_number)
+    return find_step(from_number), find_step(to_number)
+
+
+def diff(
+    from_number: str | None, to_number: str | None, colour: bool, words: bool
+) -> int:
+    old, new = resolve_pair(from_number, to_number)
     changed, lines = step_diff(old, new)
-
-    def paint(text: str, kind: str) -> str:
-        return f"{COLOURS[kind]}{text}{RESET}" if colour and kind in COLOURS else text
-
-    print(paint(f"{old.name} -> {new.name}: {len(changed)} file(s) differ", "header"))
+    header = f"{old.name} -> {new.name}: {len(changed)} file(s) differ"
+    print(f"{BOLD}{header}{RESET}" if colour else header)
     for name in changed:
         print(f"  {name}")
     print()
-    for line in lines:
-        line = (
-            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
-        )
-        kind = "header" if line.startswith(("---", "+++")) else line[:1]
-        sys.stdout.write(paint(line.rstrip("\n"), kind) + "\n")
+    lines = [line if line.endswith("\n") else line + "\n" for line in lines]
+    if colour:
+        sys.stdout.write("\n".join(colour_lines(lines, words)) + "\n")
+    else:
+        sys.stdout.write("".join(lines))
+    return 0
+
+
+def diff_html(from_number: str | None, to_number: str | None) -> int:
+    old, new = resolve_pair(from_number, to_number)
+    folder = ROOT / "build"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"step{old.number}-to-step{new.number}.html"
+    path.write_text(html_page(old, new), encoding="utf-8")
+    print(
+        f"Wrote {path.relative_to(ROOT)}: open it in a browser (it needs nothing else)."
+    )
+    return 0
+
+
+# --- make check-steps / make diffs ---------------------------------------------------
+
+
+def check_steps() -> int:
+    problems = check_all()
+    for problem in problems:
+        print(f"check-steps: {problem}")
+    steps = all_steps()
+    if problems:
+        print(f"check-steps: {len(problems)} problem(s) in {len(steps)} steps")
+        return 1
+    print(
+        f"check-steps: {len(steps)} steps ok: each changes only its lesson's files"
+        " (lessons.ini), READMEs have the skeleton, refactor steps keep their tests,"
+        " quoted code matches, notes/diffs are fresh"
+    )
+    return 0
+
+
+def diffs() -> int:
+    for path in write_diffs():
+        print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 
@@ -285,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     diff_parser.add_argument(
         "--colour", choices=["auto", "always", "never"], default="auto"
     )
+    diff_parser.add_argument("--words", action="store_true", help="mark changed words")
+    diff_parser.add_argument(
+        "--html", action="store_true", help="write a page to project"
+    )
+    commands.add_parser("check-steps", help="check that the steps cannot drift")
+    commands.add_parser("diffs", help="regenerate notes/diffs/")
     flake_parser = commands.add_parser(
         "flake-check", help="repeat a step's browser tests"
     )
@@ -304,15 +328,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "test":
             return test(args.steps, args.pytest_args.split())
         if args.command == "diff":
-            for value in (args.from_step, args.to_step):
-                if value and not value.isdigit():
-                    raise NoSuchStep(
-                        f'"{value}" is not a step number. The steps are: {describe_steps()}.'
-                    )
+            if args.html:
+                return diff_html(args.from_step or None, args.to_step or None)
             colour = args.colour == "always" or (
                 args.colour == "auto" and sys.stdout.isatty()
             )
-            return diff(args.from_step or None, args.to_step or None, colour)
+            return diff(
+                args.from_step or None, args.to_step or None, colour, args.words
+            )
+        if args.command == "check-steps":
+            return check_steps()
+        if args.command == "diffs":
+            return diffs()
         if args.command == "flake-check":
             return flake_check(args.step, args.runs, args.tests)
         if args.command == "redis":
