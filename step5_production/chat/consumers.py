@@ -1,0 +1,236 @@
+import asyncio
+import json
+import time
+from collections import deque
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from . import store
+from .room_names import is_valid_room_name
+
+# Close code for a socket opened without a logged-in user. The page sends the
+# visitor to the login page when it sees it. (4000-4999 are for applications.)
+CLOSE_LOGIN_REQUIRED = 4401
+# Everyone connected is in this group, for `manage.py notify` without --room.
+NOTIFICATIONS_GROUP = "notifications"
+# History is sent in frames of at most this many messages.
+HISTORY_FRAME_SIZE = 500
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """One logged-in user's socket in one room.
+
+    Speaks the JSON protocol of the README: the browser sends {"type": "message",
+    "text": ...}; the server sends "history", "message", "presence", "notification"
+    and "error" frames. Every message is stored before it is broadcast, and numbered
+    within its room, so a socket that missed some (a full channel, a reconnect, a
+    restart) gets them from the database.
+    """
+
+    # --- WebSocket handlers: the browser talks to us -------------------------------
+
+    async def connect(self):
+        self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
+        self.room_group_name = f"chat_{self.room_name}"
+        self.user = self.scope["user"]
+        self.joined = False
+        # Refuse the handshake for a name the channel layer cannot use.
+        if not is_valid_room_name(self.room_name):
+            await self.close()
+            return
+        # Accept before refusing an anonymous user, so that the close code reaches
+        # the page (a refused handshake gives the browser no code at all).
+        await self.accept()
+        if not self.user.is_authenticated:
+            await self.close(code=CLOSE_LOGIN_REQUIRED)
+            return
+
+        # Join the groups first, then read the history: a message stored in between
+        # arrives twice (history and event) and the second copy is skipped, but none
+        # can fall between the two.
+        await self.channel_layer.group_add(self.room_group_name, self.channel_name)
+        await self.channel_layer.group_add(NOTIFICATIONS_GROUP, self.channel_name)
+        self.joined = True
+        self.sent_times = deque()  # when this socket's recent messages were sent
+        self.delivered = 0  # the number of the newest message this socket has
+        await self.send_history(self.requested_after())
+
+        users = await database_sync_to_async(store.enter)(
+            self.room_name, self.user, self.channel_name
+        )
+        await self.broadcast_presence(users)
+        self.heartbeat = asyncio.create_task(self.beat())
+
+    async def disconnect(self, close_code):
+        if not self.joined:
+            return
+        self.heartbeat.cancel()
+        await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
+        await self.channel_layer.group_discard(NOTIFICATIONS_GROUP, self.channel_name)
+        users = await database_sync_to_async(store.leave)(self.room_name, self.channel_name)
+        await self.broadcast_presence(users)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """A frame from the browser. Anything but a valid message gets an "error"
+        frame; the socket stays open and nothing is stored or broadcast."""
+        if not self.joined:
+            return
+        if text_data is None:
+            return await self.send_error("binary_frame", "Frames must be JSON text, not binary.")
+        try:
+            content = json.loads(text_data)
+        except ValueError as error:
+            return await self.send_error("invalid_json", f"The frame is not valid JSON: {error}.")
+        if not isinstance(content, dict) or "type" not in content:
+            return await self.send_error(
+                "invalid_frame", 'A frame must be a JSON object with a "type".'
+            )
+        if content["type"] != "message":
+            return await self.send_error(
+                "unknown_type",
+                f"Unknown frame type {content['type']!r}: a client sends only"
+                ' {"type": "message", "text": "..."}.',
+            )
+        await self.receive_message(content)
+
+    async def receive_message(self, content):
+        if "text" not in content:
+            return await self.send_error("missing_text", 'A message needs a "text".')
+        text = content["text"]
+        if not isinstance(text, str):
+            return await self.send_error("text_not_string", "A message's text must be a string.")
+        if not text.strip():
+            return await self.send_error("empty_text", "A message cannot be empty.")
+        limit = settings.CHAT_MAX_MESSAGE_BYTES
+        if len(text.encode("utf-8")) > limit:
+            return await self.send_error(
+                "text_too_long", f"A message can be at most {limit} bytes (UTF-8)."
+            )
+        if self.over_rate_limit():
+            return await self.send_error(
+                "rate_limited",
+                f"At most {settings.CHAT_MAX_MESSAGES_PER_SECOND} messages a second;"
+                " this one was not sent.",
+            )
+
+        # Stored first: once it is in the database, nobody can lose it for good.
+        frame = await database_sync_to_async(store.save_message)(
+            self.room_name, self.user, text
+        )
+        await self.channel_layer.group_send(
+            self.room_group_name,
+            {
+                "type": "chat.message",
+                "number": frame["id"],
+                "sent": time.time(),
+                # Encoded once here, instead of once per member of the room.
+                "frame": json.dumps(frame),
+            },
+        )
+
+    # --- Channel layer handlers: the room's group talks to us ----------------------
+
+    async def dispatch(self, message):
+        # Since Channels 4.2 every handler first checks the database connections in
+        # a worker thread. chat.message touches the database only when it has to
+        # catch up, and that goes through database_sync_to_async (which checks
+        # them itself), so it skips the check: the busiest path, run once for every
+        # member of the room for every message, stays on the event loop.
+        if message["type"] == "chat.message":
+            await self.chat_message(message)
+        else:
+            await super().dispatch(message)
+
+    async def chat_message(self, event):
+        number = event["number"]
+        if number <= self.delivered:
+            return  # already sent, from the history or a catch-up
+        if number > self.delivered + 1:
+            # Messages are missing: the channel layer dropped them (this socket's
+            # channel was full), so fetch them from the database, in order.
+            await self.catch_up()
+            if number <= self.delivered:
+                return
+        await self.send(text_data=event["frame"])
+        self.delivered = number
+
+    async def chat_catch_up(self, event):
+        """Sent to ourselves by the heartbeat: anything newer than we have?"""
+        await self.catch_up()
+
+    async def chat_presence(self, event):
+        await self.send_json({"type": "presence", "room": self.room_name, "users": event["users"]})
+
+    async def chat_notification(self, event):
+        await self.send_json(
+            {
+                "type": "notification",
+                "room": event.get("room"),
+                "text": event["text"],
+                "created": event["created"],
+            }
+        )
+
+    # --- Helpers -------------------------------------------------------------------
+
+    def requested_after(self):
+        """The number a reconnecting page says it has seen (?after=41), or None."""
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        value = query.get("after", [""])[0]
+        return int(value) if value.isdigit() else None
+
+    async def send_history(self, after):
+        if after is None:
+            frames = await database_sync_to_async(store.latest_messages)(
+                self.room_name, settings.CHAT_HISTORY_LENGTH
+            )
+        else:
+            frames = await database_sync_to_async(store.messages_after)(self.room_name, after)
+            self.delivered = after
+        for start in range(0, max(len(frames), 1), HISTORY_FRAME_SIZE):
+            chunk = frames[start : start + HISTORY_FRAME_SIZE]
+            await self.send_json({"type": "history", "room": self.room_name, "messages": chunk})
+        if frames:
+            self.delivered = frames[-1]["id"]
+
+    async def catch_up(self):
+        frames = await database_sync_to_async(store.messages_after)(
+            self.room_name, self.delivered
+        )
+        for frame in frames:
+            await self.send_json(frame)
+            self.delivered = frame["id"]
+
+    async def beat(self):
+        """Keep this socket counted as present, and pick up any message the layer
+        dropped after the last one that arrived (nothing newer would reveal the gap)."""
+        while True:
+            await asyncio.sleep(settings.PRESENCE_HEARTBEAT_SECONDS)
+            await database_sync_to_async(store.still_here)(self.channel_name)
+            head = await database_sync_to_async(store.last_number)(self.room_name)
+            if head > self.delivered:
+                try:
+                    await self.channel_layer.send(self.channel_name, {"type": "chat.catch_up"})
+                except ChannelFull:
+                    pass  # events are queued; the next one will reveal the gap
+
+    def over_rate_limit(self):
+        now = time.monotonic()
+        while self.sent_times and now - self.sent_times[0] >= 1.0:
+            self.sent_times.popleft()
+        if len(self.sent_times) >= settings.CHAT_MAX_MESSAGES_PER_SECOND:
+            return True
+        self.sent_times.append(now)
+        return False
+
+    async def send_error(self, code, detail):
+        await self.send_json({"type": "error", "code": code, "detail": detail})
+
+    async def broadcast_presence(self, users):
+        await self.channel_layer.group_send(
+            self.room_group_name, {"type": "chat.presence", "users": users}
+        )

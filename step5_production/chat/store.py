@@ -1,0 +1,93 @@
+"""Everything the consumer asks of the database, in one place.
+
+These are plain synchronous functions using the Django ORM; the consumer calls
+them through database_sync_to_async, which runs them in a worker thread (the ORM
+may block) and closes stale database connections, as Django does per request.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Message, Presence, Room
+
+
+def message_frame(message: Message) -> dict:
+    """A stored message as the protocol sends it (see README: the protocol)."""
+    return {
+        "type": "message",
+        "room": message.room.name,
+        "id": message.number,
+        "author": message.author.get_username(),
+        "text": message.text,
+        "created": message.created.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def save_message(room_name: str, user, text: str) -> dict:
+    """Store a message with the room's next number; returns its frame."""
+    with transaction.atomic():
+        room, _ = Room.objects.get_or_create(name=room_name)
+        # One UPDATE takes the room's next number, safely even with several
+        # workers writing at once: the database serialises the increments.
+        Room.objects.filter(pk=room.pk).update(last_number=F("last_number") + 1)
+        room.refresh_from_db(fields=["last_number"])
+        message = Message.objects.create(
+            room=room, number=room.last_number, author=user, text=text
+        )
+    return message_frame(message)
+
+
+def messages_after(room_name: str, after: int, limit: int | None = None) -> list[dict]:
+    """The room's messages numbered above `after`, oldest first (at most `limit`)."""
+    query = Message.objects.filter(room__name=room_name, number__gt=after)
+    query = query.select_related("room", "author").order_by("number")
+    if limit is not None:
+        query = query[:limit]
+    return [message_frame(message) for message in query]
+
+
+def latest_messages(room_name: str, count: int) -> list[dict]:
+    """The room's `count` newest messages, oldest first."""
+    query = Message.objects.filter(room__name=room_name).select_related("room", "author")
+    newest = list(query.order_by("-number")[:count])
+    return [message_frame(message) for message in reversed(newest)]
+
+
+def last_number(room_name: str) -> int:
+    room = Room.objects.filter(name=room_name).only("last_number").first()
+    return room.last_number if room else 0
+
+
+# --- presence ---------------------------------------------------------------------
+
+
+def enter(room_name: str, user, channel_name: str) -> list[str]:
+    Presence.objects.update_or_create(
+        channel_name=channel_name,
+        defaults={"room": room_name, "user": user, "seen": timezone.now()},
+    )
+    return present_users(room_name)
+
+
+def still_here(channel_name: str) -> None:
+    Presence.objects.filter(channel_name=channel_name).update(seen=timezone.now())
+
+
+def leave(room_name: str, channel_name: str) -> list[str]:
+    Presence.objects.filter(channel_name=channel_name).delete()
+    return present_users(room_name)
+
+
+def present_users(room_name: str) -> list[str]:
+    """Usernames with at least one live socket in the room, sorted."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+    names = (
+        Presence.objects.filter(room=room_name, seen__gte=cutoff)
+        .values_list("user__username", flat=True)
+        .distinct()
+    )
+    return sorted(names)

@@ -1,0 +1,179 @@
+"""Checkpoints of the chat, through the real ASGI application.
+
+Every test that takes `channel_layer` runs twice: on the in-memory layer and on
+the Redis layer of a real redis-server (both configured by mysite/settings.py).
+"""
+
+import asyncio
+import contextlib
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from mysite.asgi import application
+from workshop.layers import group_members
+from workshop.servers import runserver
+
+# The Origin header a browser sends from the page served by `make step2`.
+BROWSER_ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+ROOM_NAMES_THE_LAYER_REFUSES = ["café", "x" * 150, "has space", "../x"]
+
+
+def chat_client(room_name, headers=(BROWSER_ORIGIN,)):
+    return WebsocketCommunicator(application, f"/ws/chat/{room_name}/", list(headers))
+
+
+async def joined(room_name):
+    client = chat_client(room_name)
+    connected, _ = await client.connect()
+    assert connected, f"the socket to room {room_name!r} was refused"
+    return client
+
+
+async def received_messages(client, count):
+    return [
+        (await client.receive_json_from(timeout=2))["message"] for _ in range(count)
+    ]
+
+
+async def test_message_comes_back_to_its_sender(channel_layer):
+    alice = await joined("lobby")
+
+    await alice.send_json_to({"message": "hello"})
+
+    assert await alice.receive_json_from(timeout=2) == {"message": "hello"}
+    await alice.disconnect()
+
+
+async def test_everyone_in_the_room_receives_each_message_in_order(channel_layer):
+    alice, bob = await joined("lobby"), await joined("lobby")
+
+    for text in ("one", "two", "three"):
+        await alice.send_json_to({"message": text})
+
+    assert await received_messages(alice, 3) == ["one", "two", "three"]
+    assert await received_messages(bob, 3) == ["one", "two", "three"]
+    await alice.disconnect()
+    await bob.disconnect()
+
+
+async def test_a_client_in_another_room_receives_nothing(channel_layer):
+    alice, carol = await joined("lobby"), await joined("kitchen")
+
+    await alice.send_json_to({"message": "only for the lobby"})
+
+    assert await received_messages(alice, 1) == ["only for the lobby"]
+    assert await carol.receive_nothing(timeout=0.5)
+    await alice.disconnect()
+    await carol.disconnect()
+
+
+async def test_disconnect_leaves_the_rooms_group(channel_layer):
+    alice = await joined("lobby")
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1
+
+    await alice.disconnect()
+
+    assert await group_members(channel_layer, "chat_lobby") == set()
+
+
+async def test_handshake_from_another_origin_is_rejected(channel_layer):
+    client = chat_client("lobby", headers=[(b"origin", b"http://evil.example")])
+
+    connected, _ = await client.connect()
+
+    assert not connected
+    assert await group_members(channel_layer, "chat_lobby") == set()
+
+
+async def test_handshake_without_an_origin_header_is_rejected(channel_layer):
+    client = chat_client("lobby", headers=[])
+
+    connected, _ = await client.connect()
+
+    assert not connected
+
+
+async def test_channel_layer_round_trip(channel_layer):
+    # The tutorial checks this in `python manage.py shell` with async_to_sync.
+    await channel_layer.send("test_channel", {"type": "hello"})
+
+    assert await channel_layer.receive("test_channel") == {"type": "hello"}
+
+
+@pytest.mark.parametrize("channel_layer", ["redis"], indirect=True)
+async def test_idle_client_still_chats_after_six_seconds_on_redis(channel_layer):
+    # Longer than redis-py 8's default 5-second read timeout: see CHANNEL_LAYERS.
+    alice, bob = await joined("lobby"), await joined("lobby")
+    await asyncio.sleep(6)
+
+    await alice.send_json_to({"message": "still there?"})
+
+    assert await received_messages(alice, 1) == ["still there?"]
+    assert await received_messages(bob, 1) == ["still there?"]
+    await alice.disconnect()
+    await bob.disconnect()
+
+
+@pytest.mark.parametrize("room_name", ROOM_NAMES_THE_LAYER_REFUSES)
+async def test_room_name_the_layer_cannot_use_is_refused_cleanly(
+    channel_layer, room_name
+):
+    client = chat_client(room_name)
+
+    connected, _ = await client.connect()
+    await client.disconnect()  # would raise if the consumer had crashed
+
+    assert not connected
+    alice = await joined("lobby")
+    await alice.send_json_to({"message": "the server still serves"})
+    assert await received_messages(alice, 1) == ["the server still serves"]
+    await alice.disconnect()
+
+
+MALFORMED_FRAMES = {
+    "invalid JSON": {"text_data": "this is not JSON"},
+    "no message key": {"text_data": '{"text": "hello"}'},
+    "binary frame": {"bytes_data": b"\x00\x01binary"},
+}
+
+
+@pytest.mark.parametrize(
+    "frame", MALFORMED_FRAMES.values(), ids=MALFORMED_FRAMES.keys()
+)
+async def test_malformed_frame_does_not_stop_the_others(channel_layer, frame):
+    sender, alice, bob = (
+        await joined("lobby"),
+        await joined("lobby"),
+        await joined("kitchen"),
+    )
+
+    await sender.send_to(**frame)
+    # The tutorial's consumer does not expect such a frame: only that socket's
+    # consumer fails (step 5 answers with an error instead). Everyone else chats on.
+    with contextlib.suppress(Exception):
+        await sender.wait(timeout=1)
+
+    await alice.send_json_to({"message": "lobby still works"})
+    await bob.send_json_to({"message": "kitchen still works"})
+    assert await received_messages(alice, 1) == ["lobby still works"]
+    assert await received_messages(bob, 1) == ["kitchen still works"]
+    await alice.disconnect()
+    await bob.disconnect()
+
+
+def test_refused_room_names_leave_no_traceback_in_the_server_log(step_dir):
+    with runserver(step_dir) as server:
+        assert server.wait_until_listening(), server.output
+        base = f"ws://127.0.0.1:{server.port}/ws/chat"
+        origin = "http://127.0.0.1:8000"
+        for path in ("caf%C3%A9", "x" * 150, "has%20space", "../x"):
+            with pytest.raises(InvalidStatus):
+                connect(f"{base}/{path}/", origin=origin, open_timeout=5).close()
+        with connect(f"{base}/lobby/", origin=origin, open_timeout=5) as socket:
+            socket.send('{"message": "hello"}')
+            assert socket.recv(timeout=5) == '{"message": "hello"}'
+
+    assert "Traceback" not in server.output, server.output
