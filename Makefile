@@ -13,6 +13,7 @@ PYTEST_ARGS ?=
 WORDS ?=
 FLAKE_STEP ?= 4
 RUNS ?= 20
+WORKERS ?= 2
 BROWSER_TESTS ?= chat/tests.py
 
 VENV := .venv
@@ -27,7 +28,7 @@ STEPS := $(sort $(foreach dir,$(STEP_DIRS),$(patsubst step%,%,$(firstword $(subs
 require_step = $(if $(wildcard step$(1)_*/manage.py),,$(error There is no step "$(1)". The steps are: $(STEPS). For example: make step1))
 
 .DEFAULT_GOAL := help
-.PHONY: help test test-tools flake-check diff diff-html diffs check-steps redis lint format clean distclean
+.PHONY: help step5-workers demo-inmemory-workers test test-tools flake-check diff diff-html diffs check-steps redis lint format clean distclean
 
 help: ## list the targets
 	@echo "Channels Chat Workshop. Steps: $(STEPS)"
@@ -40,6 +41,14 @@ step%: ## run step N on http://127.0.0.1:8000/chat/ (PORT=8001 to change)
 	$(call require_step,$*)
 	@$(MAKE) --no-print-directory --silent $(READY)
 	@$(PY) -m workshop.cli serve $* --host "$(HOST)" --port "$(PORT)"
+
+step5-workers: ## step 5 under uvicorn with several workers on Redis (WORKERS=2)
+	@$(MAKE) --no-print-directory --silent $(READY)
+	@$(PY) -m workshop.cli serve-workers 5 --host "$(HOST)" --port "$(PORT)" --workers "$(WORKERS)"
+
+demo-inmemory-workers: ## two workers, one room: who gets a message on the in-memory layer, and on Redis
+	@$(MAKE) --no-print-directory --silent $(READY)
+	@$(PY) -m workshop.cli demo-workers 5
 
 test: $(READY) ## run every step's tests, each in its own process, then the tooling's
 	@$(PY) -m workshop.cli test --pytest-args="$(PYTEST_ARGS)"

@@ -71,7 +71,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.heartbeat.cancel()
         await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
         await self.channel_layer.group_discard(NOTIFICATIONS_GROUP, self.channel_name)
-        users = await database_sync_to_async(store.leave)(self.room_name, self.channel_name)
+        users = await database_sync_to_async(store.leave)(
+            self.room_name, self.channel_name
+        )
         await self.broadcast_presence(users)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
@@ -80,11 +82,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not self.joined:
             return
         if text_data is None:
-            return await self.send_error("binary_frame", "Frames must be JSON text, not binary.")
+            return await self.send_error(
+                "binary_frame", "Frames must be JSON text, not binary."
+            )
         try:
             content = json.loads(text_data)
         except ValueError as error:
-            return await self.send_error("invalid_json", f"The frame is not valid JSON: {error}.")
+            return await self.send_error(
+                "invalid_json", f"The frame is not valid JSON: {error}."
+            )
         if not isinstance(content, dict) or "type" not in content:
             return await self.send_error(
                 "invalid_frame", 'A frame must be a JSON object with a "type".'
@@ -102,7 +108,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return await self.send_error("missing_text", 'A message needs a "text".')
         text = content["text"]
         if not isinstance(text, str):
-            return await self.send_error("text_not_string", "A message's text must be a string.")
+            return await self.send_error(
+                "text_not_string", "A message's text must be a string."
+            )
         if not text.strip():
             return await self.send_error("empty_text", "A message cannot be empty.")
         limit = settings.CHAT_MAX_MESSAGE_BYTES
@@ -163,7 +171,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.catch_up()
 
     async def chat_presence(self, event):
-        await self.send_json({"type": "presence", "room": self.room_name, "users": event["users"]})
+        await self.send_json(
+            {"type": "presence", "room": self.room_name, "users": event["users"]}
+        )
 
     async def chat_notification(self, event):
         await self.send_json(
@@ -189,11 +199,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 self.room_name, settings.CHAT_HISTORY_LENGTH
             )
         else:
-            frames = await database_sync_to_async(store.messages_after)(self.room_name, after)
+            frames = await database_sync_to_async(store.messages_after)(
+                self.room_name, after
+            )
             self.delivered = after
         for start in range(0, max(len(frames), 1), HISTORY_FRAME_SIZE):
             chunk = frames[start : start + HISTORY_FRAME_SIZE]
-            await self.send_json({"type": "history", "room": self.room_name, "messages": chunk})
+            await self.send_json(
+                {"type": "history", "room": self.room_name, "messages": chunk}
+            )
         if frames:
             self.delivered = frames[-1]["id"]
 
@@ -214,7 +228,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             head = await database_sync_to_async(store.last_number)(self.room_name)
             if head > self.delivered:
                 try:
-                    await self.channel_layer.send(self.channel_name, {"type": "chat.catch_up"})
+                    await self.channel_layer.send(
+                        self.channel_name, {"type": "chat.catch_up"}
+                    )
                 except ChannelFull:
                     pass  # events are queued; the next one will reveal the gap
 

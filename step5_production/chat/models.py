@@ -29,7 +29,9 @@ class Message(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["room", "number"], name="one_number_per_room")
+            models.UniqueConstraint(
+                fields=["room", "number"], name="one_number_per_room"
+            )
         ]
         ordering = ["room", "number"]
 

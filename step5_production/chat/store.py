@@ -52,7 +52,9 @@ def messages_after(room_name: str, after: int, limit: int | None = None) -> list
 
 def latest_messages(room_name: str, count: int) -> list[dict]:
     """The room's `count` newest messages, oldest first."""
-    query = Message.objects.filter(room__name=room_name).select_related("room", "author")
+    query = Message.objects.filter(room__name=room_name).select_related(
+        "room", "author"
+    )
     newest = list(query.order_by("-number")[:count])
     return [message_frame(message) for message in reversed(newest)]
 

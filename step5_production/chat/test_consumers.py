@@ -1,36 +1,53 @@
-"""Consumer tests: the chat through the real ASGI application, without a browser.
+"""Consumer tests of the chat service, through mysite.asgi.application.
 
-WebsocketCommunicator plays the browser: it opens a socket to a path of
-mysite.asgi.application (origin check, auth middleware, routing and consumer
-included), sends frames and receives what the consumer sends back. No server,
-no browser, no network: these tests run in milliseconds.
-
-Each test takes the `channel_layer` fixture (tools/workshop/pytest_plugin.py), so it
-runs twice: on the in-memory layer and on the Redis layer of a real redis-server.
-`async def` tests run in an event loop thanks to pytest-asyncio (asyncio_mode =
-auto in pytest.ini).
+Each test runs on the in-memory layer and on a real Redis (the `channel_layer`
+fixture). The database is real too: consumers read and write it from worker
+threads, so the tests use transactional database access.
 """
 
-import pytest
-from channels.testing import WebsocketCommunicator
+import json
 
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
+from django.core.management import CommandError, call_command
+
+from chat.consumers import CLOSE_LOGIN_REQUIRED
+from chat.models import Message
 from mysite.asgi import application
 from workshop.layers import group_members
 
-# What a browser sends from a page served by the test server. Without an Origin the
-# AllowedHostsOriginValidator refuses the handshake.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 BROWSER_ORIGIN = (b"origin", b"http://localhost:8000")
+
+
+@database_sync_to_async
+def session_cookie_for(username):
+    user, _ = User.objects.get_or_create(username=username)
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return (b"cookie", f"sessionid={session.session_key}".encode())
 
 
 @pytest.fixture
 async def open_socket(channel_layer):
-    """Open sockets like the room page does; whatever is still open is closed after."""
+    """Open a socket as `username` (None: anonymous); all are closed after the test."""
     opened = []
 
-    async def open_socket(room_name="lobby", headers=(BROWSER_ORIGIN,)):
-        communicator = WebsocketCommunicator(
-            application, f"/ws/chat/{room_name}/", headers=list(headers)
-        )
+    async def open_socket(username="alice", room="lobby", query=""):
+        headers = [BROWSER_ORIGIN]
+        if username:
+            headers.append(await session_cookie_for(username))
+        path = f"/ws/chat/{room}/" + (f"?{query}" if query else "")
+        communicator = WebsocketCommunicator(application, path, headers)
         connected, _ = await communicator.connect()
         opened.append(communicator)
         return communicator, connected
@@ -41,95 +58,301 @@ async def open_socket(channel_layer):
             await communicator.disconnect()
 
 
-async def joined(open_socket, room_name="lobby"):
-    communicator, connected = await open_socket(room_name)
-    assert connected, f"the socket to {room_name!r} was refused"
+async def joined(open_socket, username="alice", room="lobby", query=""):
+    """A logged-in socket, past its first frames (history, presence)."""
+    communicator, connected = await open_socket(username, room, query)
+    assert connected
+    history = await communicator.receive_json_from(timeout=3)
+    assert history["type"] == "history"
+    communicator.history = history["messages"]
+    await frames_until(communicator, "presence")
     return communicator
 
 
+async def frames_until(communicator, frame_type, timeout=3):
+    """Receive frames until one of `frame_type`; return it."""
+    while True:
+        frame = await communicator.receive_json_from(timeout=timeout)
+        if frame["type"] == frame_type:
+            return frame
+
+
 async def next_message(communicator):
-    return (await communicator.receive_json_from(timeout=2))["message"]
+    return await frames_until(communicator, "message")
 
 
-async def test_socket_to_a_room_is_accepted(open_socket):
-    _, connected = await open_socket("lobby")
-
-    assert connected
-
-
-async def test_message_is_echoed_to_its_sender_once(open_socket):
-    alice = await joined(open_socket)
-
-    await alice.send_json_to({"message": "hello"})
-
-    assert await next_message(alice) == "hello"
-    assert await alice.receive_nothing(timeout=0.2), "the sender got a second copy"
+@database_sync_to_async
+def stored_texts(room="lobby"):
+    return list(Message.objects.filter(room__name=room).values_list("text", flat=True))
 
 
-async def test_message_fans_out_to_every_socket_in_the_room(open_socket):
-    alice = await joined(open_socket)
-    bob = await joined(open_socket)
-    carol = await joined(open_socket)
+@database_sync_to_async
+def store_messages(count, room="lobby", username="alice"):
+    from chat.store import save_message
 
-    await bob.send_json_to({"message": "hi all"})
-
-    for member in (alice, bob, carol):
-        assert await next_message(member) == "hi all"
+    user, _ = User.objects.get_or_create(username=username)
+    for number in range(1, count + 1):
+        save_message(room, user, f"old message {number}")
 
 
-async def test_rooms_are_isolated(open_socket):
-    lobby = await joined(open_socket, "lobby")
-    kitchen = await joined(open_socket, "kitchen")
-
-    await lobby.send_json_to({"message": "lobby only"})
-
-    assert await next_message(lobby) == "lobby only"
-    assert await kitchen.receive_nothing(timeout=0.3), "a message crossed rooms"
+# --- users -------------------------------------------------------------------------
 
 
-async def test_disconnect_removes_the_socket_from_the_rooms_group(
-    open_socket, channel_layer
+async def test_anonymous_socket_is_closed_with_the_login_required_code(open_socket):
+    communicator, connected = await open_socket(username=None)
+
+    assert connected  # accepted, so that the page can read the close code
+    assert await communicator.receive_output(timeout=2) == {
+        "type": "websocket.close",
+        "code": CLOSE_LOGIN_REQUIRED,
+    }
+
+
+async def test_message_carries_its_author_number_and_time(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await alice.send_json_to({"type": "message", "text": "hello"})
+
+    frame = await next_message(alice)
+    assert frame["author"] == "alice"
+    assert frame["text"] == "hello"
+    assert frame["room"] == "lobby"
+    assert frame["id"] == 1
+    assert frame["created"].endswith("Z")
+
+
+async def test_message_is_stored_before_anyone_receives_it(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await alice.send_json_to({"type": "message", "text": "kept"})
+    await next_message(alice)
+
+    assert await stored_texts() == ["kept"]
+
+
+async def test_message_fans_out_to_every_user_in_the_room_only(open_socket):
+    alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
+    carol = await joined(open_socket, "carol", room="kitchen")
+    await frames_until(alice, "presence")  # bob arrived
+
+    await bob.send_json_to({"type": "message", "text": "hi all"})
+
+    assert (await next_message(alice))["text"] == "hi all"
+    assert (await next_message(bob))["text"] == "hi all"
+    assert await carol.receive_nothing(timeout=0.3)
+
+
+# --- history and catch-up ------------------------------------------------------------
+
+
+async def test_joining_client_receives_the_last_50_messages(open_socket):
+    await store_messages(60)
+
+    alice = await joined(open_socket, "alice")
+
+    assert [frame["id"] for frame in alice.history] == list(range(11, 61))
+    assert alice.history[-1]["text"] == "old message 60"
+
+
+async def test_reconnecting_client_receives_everything_after_its_last_message(
+    open_socket,
 ):
-    alice = await joined(open_socket)
-    bob = await joined(open_socket)
-    assert len(await group_members(channel_layer, "chat_lobby")) == 2
+    await store_messages(120)
 
-    await alice.disconnect()
+    alice = await joined(open_socket, "alice", query="after=7")
 
-    assert len(await group_members(channel_layer, "chat_lobby")) == 1
-    await bob.send_json_to({"message": "anyone?"})
-    assert await next_message(bob) == "anyone?"
+    assert [frame["id"] for frame in alice.history] == list(range(8, 121))
+
+
+async def test_client_that_has_everything_receives_an_empty_history(open_socket):
+    await store_messages(3)
+
+    alice = await joined(open_socket, "alice", query="after=3")
+
+    assert alice.history == []
+
+
+@pytest.mark.parametrize("capacity", [3])
+async def test_messages_the_layer_drops_are_caught_up_from_the_database(
+    open_socket, channel_layer, settings, capacity
+):
+    # A tiny capacity makes the layer drop messages for a busy socket, silently.
+    layers = dict(settings.CHANNEL_LAYERS)
+    layers["default"] = {
+        **layers["default"],
+        "CONFIG": {**layers["default"].get("CONFIG", {})},
+    }
+    layers["default"]["CONFIG"]["capacity"] = capacity
+    settings.CHANNEL_LAYERS = layers
+    settings.CHAT_MAX_MESSAGES_PER_SECOND = 1000
+    settings.PRESENCE_HEARTBEAT_SECONDS = 0.5
+    alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
+
+    for number in range(30):
+        await alice.send_json_to({"type": "message", "text": f"burst {number}"})
+
+    received = []
+    while len(received) < 30:
+        frame = await bob.receive_json_from(timeout=5)
+        if frame["type"] == "message":
+            received.append(frame["text"])
+    assert received == [f"burst {number}" for number in range(30)]
+
+
+# --- hostile input ---------------------------------------------------------------------
+
+HOSTILE_FRAMES = {
+    "invalid JSON": ({"text_data": "{not json"}, "invalid_json"),
+    "not an object": ({"text_data": "[1, 2]"}, "invalid_frame"),
+    "no type": ({"text_data": '{"text": "hi"}'}, "invalid_frame"),
+    "unknown type": ({"text_data": '{"type": "shout", "text": "hi"}'}, "unknown_type"),
+    "no text": ({"text_data": '{"type": "message"}'}, "missing_text"),
+    "empty text": ({"text_data": '{"type": "message", "text": "   "}'}, "empty_text"),
+    "text not a string": (
+        {"text_data": '{"type": "message", "text": 42}'},
+        "text_not_string",
+    ),
+    "binary frame": ({"bytes_data": b"\x00\x01"}, "binary_frame"),
+    "text over 4 KiB": (
+        {"text_data": json.dumps({"type": "message", "text": "é" * 2049})},
+        "text_too_long",
+    ),
+}
 
 
 @pytest.mark.parametrize(
-    "headers",
-    [[(b"origin", b"http://evil.example")], []],
-    ids=["another origin", "no origin"],
+    "frame, code", HOSTILE_FRAMES.values(), ids=HOSTILE_FRAMES.keys()
 )
-async def test_handshake_from_another_site_is_rejected(
-    open_socket, channel_layer, headers
+async def test_hostile_frame_gets_an_error_and_changes_nothing(
+    open_socket, frame, code
 ):
-    _, connected = await open_socket("lobby", headers=headers)
+    alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
+    await frames_until(alice, "presence")
 
-    assert not connected
+    await alice.send_to(**frame)
+
+    error = await alice.receive_json_from(timeout=2)
+    assert error["type"] == "error"
+    assert error["code"] == code
+    assert error["detail"]
+    assert await bob.receive_nothing(timeout=0.3), "something was broadcast"
+    assert await stored_texts() == []
+    # The socket stays open and usable.
+    await alice.send_json_to({"type": "message", "text": "still here"})
+    assert (await next_message(bob))["text"] == "still here"
+
+
+async def test_message_size_limit_is_configurable(open_socket, settings):
+    settings.CHAT_MAX_MESSAGE_BYTES = 10
+    alice = await joined(open_socket, "alice")
+
+    await alice.send_json_to({"type": "message", "text": "x" * 11})
+
+    assert (await alice.receive_json_from())["code"] == "text_too_long"
+
+
+async def test_more_than_10_messages_a_second_are_refused(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    for number in range(11):
+        await alice.send_json_to({"type": "message", "text": f"fast {number}"})
+
+    # The refusal comes straight back; the accepted messages through the layer,
+    # so the order between them is not fixed.
+    frames = [await alice.receive_json_from(timeout=3) for _ in range(11)]
+    assert [frame["type"] for frame in frames].count("message") == 10
+    assert [frame.get("code") for frame in frames if frame["type"] == "error"] == [
+        "rate_limited"
+    ]
+    assert await stored_texts() == [f"fast {number}" for number in range(10)]
+
+
+async def test_rate_limit_is_configurable(open_socket, settings):
+    settings.CHAT_MAX_MESSAGES_PER_SECOND = 2
+    alice = await joined(open_socket, "alice")
+
+    for number in range(3):
+        await alice.send_json_to({"type": "message", "text": f"fast {number}"})
+
+    frames = [await alice.receive_json_from(timeout=3) for _ in range(3)]
+    assert sorted(frame["type"] for frame in frames) == ["error", "message", "message"]
+    assert await stored_texts() == ["fast 0", "fast 1"]
+
+
+# --- presence ----------------------------------------------------------------------------
+
+
+async def test_presence_updates_on_join_and_leave(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    bob = await joined(open_socket, "bob")
+    assert (await frames_until(alice, "presence"))["users"] == ["alice", "bob"]
+
+    await bob.disconnect()
+    assert (await frames_until(alice, "presence"))["users"] == ["alice"]
+
+
+async def test_disconnect_leaves_every_group(open_socket, channel_layer):
+    alice = await joined(open_socket, "alice")
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1
+
+    await alice.disconnect()
+
     assert await group_members(channel_layer, "chat_lobby") == set()
+    assert await group_members(channel_layer, "notifications") == set()
 
 
-async def test_nothing_arrives_when_nobody_speaks(open_socket):
-    alice = await joined(open_socket)
-    await joined(open_socket)
-
-    assert await alice.receive_nothing(timeout=0.3)
+# --- notifications -------------------------------------------------------------------------
 
 
-async def test_200_connect_disconnect_cycles_leave_nobody_in_the_group(
+@pytest.mark.parametrize("channel_layer", ["redis"], indirect=True)
+async def test_notify_command_reaches_every_user(open_socket, channel_layer):
+    alice = await joined(open_socket, "alice", room="lobby")
+    bob = await joined(open_socket, "bob", room="kitchen")
+
+    await sync_to_async(call_command)("notify", "Maintenance at noon")
+
+    for member in (alice, bob):
+        frame = await frames_until(member, "notification")
+        assert frame["text"] == "Maintenance at noon"
+        assert frame["room"] is None
+
+
+@pytest.mark.parametrize("channel_layer", ["redis"], indirect=True)
+async def test_notify_command_with_a_room_reaches_only_that_room(
     open_socket, channel_layer
 ):
-    for _ in range(200):
-        communicator = await joined(open_socket)
-        await communicator.disconnect()
+    alice = await joined(open_socket, "alice", room="lobby")
+    bob = await joined(open_socket, "bob", room="kitchen")
 
-    assert await group_members(channel_layer, "chat_lobby") == set()
-    survivor = await joined(open_socket)
-    await survivor.send_json_to({"message": "still works"})
-    assert await next_message(survivor) == "still works"
+    await sync_to_async(call_command)("notify", "Lobby closes soon", room="lobby")
+
+    assert (await frames_until(alice, "notification"))["room"] == "lobby"
+    assert await bob.receive_nothing(timeout=0.3)
+
+
+@pytest.mark.parametrize("channel_layer", ["in-memory"], indirect=True)
+async def test_notify_command_refuses_the_in_memory_layer(channel_layer):
+    with pytest.raises(CommandError, match="cannot reach the server"):
+        await sync_to_async(call_command)("notify", "nobody will see this")
+
+
+# --- room names ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("room_name", ["café", "x" * 150, "has space", "../x"])
+async def test_room_name_the_layer_cannot_use_is_refused(open_socket, room_name):
+    communicator, connected = await open_socket("alice", room=room_name)
+
+    assert not connected
+    alice = await joined(open_socket, "alice")
+    await alice.send_json_to({"type": "message", "text": "the server still serves"})
+    assert (await next_message(alice))["text"] == "the server still serves"
+
+
+async def test_two_sockets_of_one_user_count_once(open_socket):
+    first = await joined(open_socket, "alice")
+
+    await joined(open_socket, "alice")
+
+    assert (await frames_until(first, "presence"))["users"] == ["alice"]

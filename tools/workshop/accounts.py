@@ -34,10 +34,18 @@ def migrate(step_dir: Path, env: dict) -> None:
     )
 
 
-def login_cookie(step_dir: Path, env: dict, username: str, password: str = "pw-123456!") -> str:
+def login_cookie(
+    step_dir: Path, env: dict, username: str, password: str = "pw-123456!"
+) -> str:
     """A `Cookie:` header value that logs `username` in (the user is created if new)."""
     result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", MAKE_SESSION.format(username=username, password=password)],
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            MAKE_SESSION.format(username=username, password=password),
+        ],
         cwd=step_dir,
         env={**os.environ, **env},
         capture_output=True,

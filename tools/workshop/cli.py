@@ -15,8 +15,9 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from workshop.diffs import BOLD, RESET, colour_lines, html_page, step_diff
-from workshop.lessons import check_all, write_diffs
+from workshop.lessons import check_all, read_manifest, write_diffs
 from workshop.ports import port_in_use
+from workshop.redis_server import RedisServer
 from workshop.steps import ROOT, NoSuchStep, Step, all_steps, describe_steps, find_step
 
 
@@ -25,6 +26,45 @@ class UserError(Exception):
 
 
 # --- make stepN ------------------------------------------------------------------
+
+
+def step_prefers_redis(step: Step) -> bool:
+    lesson = read_manifest().get(step.name)
+    return bool(lesson and lesson.settings.get("redis") == "preferred")
+
+
+def local_redis_for(step: Step, required: bool) -> tuple[dict, RedisServer | None]:
+    """REDIS_URL for a step that wants Redis: the given one, or a redis-server of ours.
+
+    Returns the environment to add and the server to stop afterwards (or None).
+    """
+    if os.environ.get("REDIS_URL"):
+        print(f"== Redis: using REDIS_URL={os.environ['REDIS_URL']}")
+        return {}, None
+    executable = shutil.which("redis-server")
+    if executable is None:
+        if required:
+            raise UserError(
+                "Several workers need Redis, and there is no redis-server here and no"
+                " REDIS_URL.\n" + REDIS_INSTALL_HELP
+            )
+        print("== Redis: no redis-server found and no REDIS_URL: falling back to the")
+        print("   in-memory channel layer (the server explains what that cannot do).")
+        return {"REDIS_URL": ""}, None
+    server = RedisServer(executable).start()
+    print(
+        f"== Redis: started redis-server for this run at {server.url} (stops with the server)"
+    )
+    return {"REDIS_URL": server.url}, server
+
+
+def run_until_interrupted(command: list[str], cwd: Path, env: dict) -> int:
+    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env})
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.wait()
+        return 0
 
 
 def serve(step_number: str, host: str, port: int) -> int:
@@ -40,14 +80,57 @@ def serve(step_number: str, host: str, port: int) -> int:
     if migrate.returncode != 0:
         return migrate.returncode
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/chat/"
-    print(
-        f"\n== Step {step.number}: open {url} in your browser. Stop the server with Ctrl+C.\n"
-    )
-    sys.stdout.flush()
-    os.chdir(step.path)
-    # Replace this process with the server, so Ctrl+C goes straight to it.
-    os.execv(sys.executable, [*manage, "runserver", f"{host}:{port}"])
-    return 0  # not reached
+    if not step_prefers_redis(step):
+        print(
+            f"\n== Step {step.number}: open {url} in your browser. Stop the server with Ctrl+C.\n"
+        )
+        sys.stdout.flush()
+        os.chdir(step.path)
+        # Replace this process with the server, so Ctrl+C goes straight to it.
+        os.execv(sys.executable, [*manage, "runserver", f"{host}:{port}"])
+    env, redis_server = local_redis_for(step, required=False)
+    try:
+        print(
+            f"\n== Step {step.number}: open {url} in your browser. Stop the server with Ctrl+C.\n"
+        )
+        sys.stdout.flush()
+        return run_until_interrupted(
+            [*manage, "runserver", f"{host}:{port}"], step.path, env
+        )
+    finally:
+        if redis_server:
+            redis_server.close()
+
+
+def serve_workers(step_number: str, host: str, port: int, workers: int) -> int:
+    """Several worker processes with uvicorn --workers, on Redis (required)."""
+    step = find_step(step_number)
+    if port_in_use(port, host):
+        raise UserError(
+            f"Port {port} is already in use on {host}. Pick another: PORT={port + 1}"
+        )
+    env, redis_server = local_redis_for(step, required=True)
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"],
+            cwd=step.path,
+            env={**os.environ, **env},
+            check=True,
+        )
+        print(
+            f"\n== Step {step.number} with {workers} uvicorn workers: open"
+            f" http://{host}:{port}/chat/ (log in, or sign up at /accounts/signup/)."
+            " Stop with Ctrl+C.\n",
+            flush=True,
+        )
+        command = [
+            sys.executable, "-m", "uvicorn", "mysite.asgi:application",
+            "--host", host, "--port", str(port), "--workers", str(workers),
+        ]  # fmt: skip
+        return run_until_interrupted(command, step.path, env)
+    finally:
+        if redis_server:
+            redis_server.close()
 
 
 # --- make test ---------------------------------------------------------------------
@@ -290,6 +373,15 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("step")
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--port", type=port_number, default=8000)
+    workers_parser = commands.add_parser(
+        "serve-workers", help="uvicorn --workers on Redis"
+    )
+    workers_parser.add_argument("step")
+    workers_parser.add_argument("--host", default="127.0.0.1")
+    workers_parser.add_argument("--port", type=port_number, default=8000)
+    workers_parser.add_argument("--workers", type=int, default=2)
+    demo_parser = commands.add_parser("demo-workers", help="in-memory layer vs Redis")
+    demo_parser.add_argument("step")
     test_parser = commands.add_parser(
         "test", help="run each step's tests in its own process"
     )
@@ -325,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args.step, args.host, args.port)
+        if args.command == "serve-workers":
+            return serve_workers(args.step, args.host, args.port, args.workers)
+        if args.command == "demo-workers":
+            from workshop.demo_workers import demo
+
+            return demo(find_step(args.step))
         if args.command == "test":
             return test(args.steps, args.pytest_args.split())
         if args.command == "diff":

@@ -33,6 +33,8 @@ class Lesson:
     step: str
     kind: str
     files: set[str] = field(default_factory=set)
+    # Other `key = value` lines: how to run the step (redis = preferred).
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 def read_manifest(root: Path = ROOT) -> dict[str, Lesson]:
@@ -42,8 +44,11 @@ def read_manifest(root: Path = ROOT) -> dict[str, Lesson]:
     lessons = {}
     for section in parser.sections():
         kind = parser.get(section, "kind", fallback="feature")
-        files = {key for key in parser.options(section) if key != "kind"}
-        lessons[section] = Lesson(section, kind, files)
+        values = {key: parser.get(section, key) for key in parser.options(section)}
+        files = {key for key, value in values.items() if value is None}
+        settings = {key: value for key, value in values.items() if value is not None}
+        settings.pop("kind", None)
+        lessons[section] = Lesson(section, kind, files, settings)
     return lessons
 
 
