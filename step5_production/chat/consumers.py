@@ -220,10 +220,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.delivered = frame["id"]
 
     async def beat(self):
-        """Keep this socket counted as present, and pick up any message the layer
-        dropped after the last one that arrived (nothing newer would reveal the gap)."""
+        """Every few seconds, join the groups again: group memberships live in the
+        channel layer, so a Redis restart forgets them (and long-lived sockets would
+        reach group_expiry). Less often, keep this socket counted as present and pick
+        up any message the layer dropped after the last one that arrived."""
+        refresh = settings.CHAT_GROUP_REFRESH_SECONDS
+        beats_per_presence = max(
+            1, round(settings.PRESENCE_HEARTBEAT_SECONDS / refresh)
+        )
+        beat = 0
         while True:
-            await asyncio.sleep(settings.PRESENCE_HEARTBEAT_SECONDS)
+            await asyncio.sleep(refresh)
+            await self.channel_layer.group_add(self.room_group_name, self.channel_name)
+            await self.channel_layer.group_add(NOTIFICATIONS_GROUP, self.channel_name)
+            beat += 1
+            if beat % beats_per_presence:
+                continue
             await database_sync_to_async(store.still_here)(self.channel_name)
             head = await database_sync_to_async(store.last_number)(self.room_name)
             if head > self.delivered:

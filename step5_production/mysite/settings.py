@@ -109,6 +109,9 @@ REDIS_URL = os.environ.get("REDIS_URL")
 # should fit. A consumer that still misses messages catches up from the database.
 CHANNEL_CAPACITY = int(os.environ.get("CHANNEL_CAPACITY", "1000"))
 if REDIS_URL:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -122,9 +125,11 @@ if REDIS_URL:
                         # for ~5 s died with "redis.exceptions.TimeoutError: Timeout
                         # reading from ...". No read timeout, as before redis-py 8.
                         "socket_timeout": None,
-                        # Notice a Redis that went away (restart, network) quickly.
                         "socket_connect_timeout": 5,
-                        "health_check_interval": 30,
+                        # After a Redis restart every pooled connection is dead; retry
+                        # (reconnecting) for about 15 s before a consumer gives up,
+                        # instead of failing on the first command.
+                        "retry": Retry(ExponentialBackoff(cap=2, base=0.1), 12),
                     }
                 ],
                 "capacity": CHANNEL_CAPACITY,
@@ -144,6 +149,9 @@ else:
 CHAT_MAX_MESSAGE_BYTES = int(os.environ.get("CHAT_MAX_MESSAGE_BYTES", "4096"))
 CHAT_MAX_MESSAGES_PER_SECOND = int(os.environ.get("CHAT_MAX_MESSAGES_PER_SECOND", "10"))
 CHAT_HISTORY_LENGTH = 50
+# Each socket joins its groups again this often: a restarted Redis has forgotten
+# them, and a membership older than the layer's group_expiry would lapse.
+CHAT_GROUP_REFRESH_SECONDS = float(os.environ.get("CHAT_GROUP_REFRESH_SECONDS", "5"))
 # Presence: each socket says "still here" this often; a socket not heard from for
 # PRESENCE_TIMEOUT seconds (its server process was killed) no longer counts.
 PRESENCE_HEARTBEAT_SECONDS = float(os.environ.get("PRESENCE_HEARTBEAT_SECONDS", "20"))

@@ -9,18 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-MAKE_SESSION = """
+MAKE_SESSIONS = """
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.db import SessionStore
-user, _ = get_user_model().objects.get_or_create(username={username!r})
-user.set_password({password!r})
-user.save()
-session = SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
-print(session.session_key)
+for username in {usernames!r}:
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    user.set_password({password!r})
+    user.save()
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    print(session.session_key)
 """
 
 
@@ -34,18 +35,13 @@ def migrate(step_dir: Path, env: dict) -> None:
     )
 
 
-def login_cookie(
-    step_dir: Path, env: dict, username: str, password: str = "pw-123456!"
-) -> str:
-    """A `Cookie:` header value that logs `username` in (the user is created if new)."""
+def login_cookies(
+    step_dir: Path, env: dict, usernames: list[str], password: str = "pw-123456!"
+) -> list[str]:
+    """`Cookie:` header values that log each user in (users are created if new)."""
+    code = MAKE_SESSIONS.format(usernames=list(usernames), password=password)
     result = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "shell",
-            "-c",
-            MAKE_SESSION.format(username=username, password=password),
-        ],
+        [sys.executable, "manage.py", "shell", "-c", code],
         cwd=step_dir,
         env={**os.environ, **env},
         capture_output=True,
@@ -53,4 +49,12 @@ def login_cookie(
         check=True,
         timeout=120,
     )
-    return f"sessionid={result.stdout.strip().splitlines()[-1]}"
+    keys = result.stdout.strip().splitlines()[-len(usernames) :]
+    return [f"sessionid={key}" for key in keys]
+
+
+def login_cookie(
+    step_dir: Path, env: dict, username: str, password: str = "pw-123456!"
+) -> str:
+    """A `Cookie:` header value that logs `username` in (the user is created if new)."""
+    return login_cookies(step_dir, env, [username], password)[0]
