@@ -213,6 +213,7 @@ async def test_messages_the_layer_dropped_are_fetched_when_a_later_one_arrives(
 async def test_messages_dropped_after_the_last_event_are_caught_up(
     open_socket, channel_layer, settings
 ):
+    settings.CHAT_GROUP_REFRESH_SECONDS = 0.3
     settings.PRESENCE_HEARTBEAT_SECONDS = 0.3
     bob = await joined(open_socket, "bob")
 

@@ -1,244 +1,191 @@
-"""Browser tests: real headless Chromium windows chatting through a live Daphne server.
+"""Browser tests: two users, each logged in in a browser of their own, chat.
 
-Run them the tutorial's way, `python manage.py test chat.tests`, or with pytest.
-ChannelsLiveServerTestCase starts Daphne in another process, on a free port, with
-the test database; Selenium drives the browser.
+Two headless Chromium instances (not two windows of one): windows share cookies,
+so one browser can only be one user.
 """
 
 from pathlib import Path
 
 from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
+from django.contrib.auth.models import User
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 
 from workshop.browser import make_driver, save_failure_artefacts
 
-# Screenshots and console logs of failed tests go here (git ignores the folder).
 ARTEFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+PASSWORD = "a-long-password-1"
 
 
-class ChatTests(ChannelsLiveServerTestCase):
-    serve_static = True  # emulate StaticLiveServerTestCase
+class TwoUsersChatTests(ChannelsLiveServerTestCase):
+    serve_static = True
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        cls.drivers = []
         try:
-            # Differs from the official tutorial (`webdriver.Chrome()`): a headless
-            # browser found by tools/workshop/browser.py, or a skip that says how
-            # to install one.
-            cls.driver = make_driver()
+            cls.drivers = [make_driver(), make_driver()]
         except BaseException:
+            for driver in cls.drivers:
+                driver.quit()
             super().tearDownClass()
             raise
+        cls.alice_browser, cls.bob_browser = cls.drivers
 
     @classmethod
     def tearDownClass(cls):
-        cls.driver.quit()
+        for driver in cls.drivers:
+            driver.quit()
         super().tearDownClass()
 
-    def test_when_chat_message_posted_then_seen_by_everyone_in_same_room(self):
-        try:
-            self._enter_chat_room("room_1")
+    def setUp(self):
+        for name in ("alice", "bob"):
+            User.objects.create_user(name, password=PASSWORD)
+        for driver in self.drivers:
+            driver.delete_all_cookies()
 
-            self._open_new_window()
-            self._enter_chat_room("room_1")
+    def test_two_logged_in_users_chat_and_see_the_history_after_a_reload(self):
+        self._log_in(self.alice_browser, "alice")
+        self._log_in(self.bob_browser, "bob")
+        self._enter_room(self.alice_browser, "lobby")
+        self._enter_room(self.bob_browser, "lobby")
 
-            self._switch_to_window(0)
-            self._post_message("hello")
-            self._wait_until(
-                lambda _: "hello" in self._chat_log_value,
-                "Message was not received by window 1 from window 1",
-            )
-            self._switch_to_window(1)
-            self._wait_until(
-                lambda _: "hello" in self._chat_log_value,
-                "Message was not received by window 2 from window 1",
-            )
-        finally:
-            self._close_all_new_windows()
+        self._post(self.alice_browser, "hello bob")
+        self._wait_for_text(
+            self.bob_browser, "alice: hello bob", "bob did not see alice's message"
+        )
+        self._post(self.bob_browser, "hi alice")
+        self._wait_for_text(
+            self.alice_browser, "bob: hi alice", "alice did not see bob's answer"
+        )
 
-    def test_when_chat_message_posted_then_not_seen_by_anyone_in_different_room(self):
-        try:
-            self._enter_chat_room("room_1")
+        self.bob_browser.refresh()
+        self._wait_until_connected(self.bob_browser)
+        self._wait_for_text(
+            self.bob_browser, "alice: hello bob", "the history is gone after a reload"
+        )
+        log = self._log(self.bob_browser)
+        self._check(
+            log.count("hello bob") == 1, "a message is shown twice after a reload"
+        )
+        self._check(
+            log.index("hello bob") < log.index("hi alice"), "history is out of order"
+        )
 
-            self._open_new_window()
-            self._enter_chat_room("room_2")
+    def test_each_user_sees_who_is_online(self):
+        self._log_in(self.alice_browser, "alice")
+        self._log_in(self.bob_browser, "bob")
+        self._enter_room(self.alice_browser, "lobby")
+        self._enter_room(self.bob_browser, "lobby")
 
-            self._switch_to_window(0)
-            self._post_message("hello")
-            self._wait_until(
-                lambda _: "hello" in self._chat_log_value,
-                "Message was not received by window 1 from window 1",
-            )
-
-            self._switch_to_window(1)
-            self._post_message("world")
-            self._wait_until(
-                lambda _: "world" in self._chat_log_value,
-                "Message was not received by window 2 from window 2",
-            )
-            self._check(
-                "hello" not in self._chat_log_value,
-                "Message was improperly received by window 2 from window 1",
-            )
-        finally:
-            self._close_all_new_windows()
-
-    # === Beyond the tutorial: more things a user would notice ===
-
-    def test_window_joining_late_sees_later_messages_but_not_earlier_ones(self):
-        try:
-            self._enter_chat_room("room_1")
-            self._post_message("before")
-            self._wait_until(
-                lambda _: "before" in self._chat_log_value,
-                "Message was not received by window 1 from window 1",
-            )
-
-            self._open_new_window()
-            self._enter_chat_room("room_1")
-
-            self._switch_to_window(0)
-            self._post_message("after")
-            self._switch_to_window(1)
-            self._wait_until(
-                lambda _: "after" in self._chat_log_value,
-                "A later message was not received by the window that joined late",
-            )
-            self._check(
-                "before" not in self._chat_log_value,
-                "The window that joined late received an earlier message"
-                " (there is no history at this step)",
-            )
-        finally:
-            self._close_all_new_windows()
+        self._wait_until(
+            self.alice_browser,
+            lambda d: d.find_element(By.ID, "presence").text == "alice, bob",
+            "alice does not see bob online",
+        )
+        self.bob_browser.get(self.live_server_url + "/chat/")  # bob leaves the room
+        self._wait_until(
+            self.alice_browser,
+            lambda d: d.find_element(By.ID, "presence").text == "alice",
+            "alice still sees bob online after he left",
+        )
 
     def test_markup_in_a_message_is_shown_as_text(self):
-        message = "<b>bold</b> <script>window.injected = true;</script>"
-        try:
-            self._enter_chat_room("room_1")
-            self._open_new_window()
-            self._enter_chat_room("room_1")
+        message = "<b>bold</b> <img src=x onerror=window.injected=1>"
+        self._log_in(self.alice_browser, "alice")
+        self._log_in(self.bob_browser, "bob")
+        self._enter_room(self.alice_browser, "lobby")
+        self._enter_room(self.bob_browser, "lobby")
 
-            self._switch_to_window(0)
-            self._post_message(message)
-            self._switch_to_window(1)
-            self._wait_until(
-                lambda _: message in self._chat_log_value,
-                "The message with markup did not arrive as the same text",
-            )
-            self._check(
-                self.driver.find_elements(By.TAG_NAME, "b") == [],
-                "The message's <b> became an element of the page",
-            )
-            self._check(
-                self.driver.execute_script("return window.injected") is None,
-                "The message's <script> ran in the receiving window",
-            )
-        finally:
-            self._close_all_new_windows()
-
-    def test_closing_one_window_does_not_stop_the_others_chatting(self):
-        try:
-            self._enter_chat_room("room_1")
-            self._open_new_window()
-            self._enter_chat_room("room_1")
-            self._open_new_window()
-            self._enter_chat_room("room_1")
-
-            self._switch_to_window(1)
-            self.driver.close()  # the second window goes away
-            self._switch_to_window(0)
-            self._post_message("still here")
-            self._wait_until(
-                lambda _: "still here" in self._chat_log_value,
-                "Message was not received by window 1 from window 1",
-            )
-            self._switch_to_window(-1)
-            self._wait_until(
-                lambda _: "still here" in self._chat_log_value,
-                "Message was not received by window 3 after window 2 closed",
-            )
-        finally:
-            self._close_all_new_windows()
-
-    def test_room_is_entered_from_the_index_page_with_enter(self):
-        self.driver.get(self.live_server_url + "/chat/")
-        self.driver.find_element(By.ID, "room-name-input").send_keys(
-            "lobby", Keys.ENTER
+        self._post(self.alice_browser, message)
+        self._wait_for_text(
+            self.bob_browser, message, "the message was not shown as its text"
         )
+        self._check(
+            self.bob_browser.find_elements(
+                By.CSS_SELECTOR, "#chat-log b, #chat-log img"
+            )
+            == [],
+            "the message's markup became elements of the page",
+        )
+        self._check(
+            self.bob_browser.execute_script("return window.injected") is None,
+            "the message's markup ran code in bob's browser",
+        )
+
+    def test_visitor_who_is_not_logged_in_is_sent_to_the_login_page(self):
+        self.alice_browser.get(self.live_server_url + "/chat/lobby/")
+
         self._wait_until(
-            lambda _: self.driver.current_url.endswith("/chat/lobby/"),
-            "Pressing Enter did not open the room",
+            self.alice_browser,
+            lambda d: "/accounts/login/?next=/chat/lobby/" in d.current_url,
+            "an anonymous visitor was not sent to the login page",
         )
-        self._wait_until_socket_open()
 
-    def test_room_is_entered_from_the_index_page_with_the_button(self):
-        self.driver.get(self.live_server_url + "/chat/")
-        self.driver.find_element(By.ID, "room-name-input").send_keys("lobby")
-        self.driver.find_element(By.ID, "room-name-submit").click()
+    def test_a_visitor_signs_up_and_lands_in_the_rooms(self):
+        driver = self.alice_browser
+        driver.get(self.live_server_url + "/accounts/signup/")
+        driver.find_element(By.NAME, "username").send_keys("newcomer")
+        driver.find_element(By.NAME, "password1").send_keys(PASSWORD)
+        driver.find_element(By.NAME, "password2").send_keys(PASSWORD)
+        driver.find_element(By.ID, "signup").click()
+
         self._wait_until(
-            lambda _: self.driver.current_url.endswith("/chat/lobby/"),
-            "Clicking Enter did not open the room",
+            driver,
+            lambda d: d.find_element(By.ID, "username").text == "newcomer",
+            "after signing up the visitor is not logged in",
         )
-        self._wait_until_socket_open()
 
     # === Utility ===
 
-    def _enter_chat_room(self, room_name):
-        self.driver.get(self.live_server_url + "/chat/")
-        ActionChains(self.driver).send_keys(room_name, Keys.ENTER).perform()
+    def _log_in(self, driver, username):
+        driver.get(self.live_server_url + "/accounts/login/")
+        driver.find_element(By.NAME, "username").send_keys(username)
+        driver.find_element(By.NAME, "password").send_keys(PASSWORD, Keys.ENTER)
         self._wait_until(
-            lambda _: room_name in self.driver.current_url,
-            f"The room page of {room_name} did not open",
+            driver,
+            lambda d: d.find_elements(By.ID, "username"),
+            f"{username} could not log in",
         )
-        self._wait_until_socket_open()
 
-    def _wait_until_socket_open(self):
-        # Differs from the official tutorial: wait until the page's WebSocket is
-        # open. Typing before that sends into a socket that is still connecting
-        # (an error in the page) and the message is lost: a flaky test.
+    def _enter_room(self, driver, room_name):
+        driver.get(self.live_server_url + "/chat/")
+        driver.find_element(By.ID, "room-name-input").send_keys(room_name, Keys.ENTER)
         self._wait_until(
-            lambda driver: driver.execute_script(
-                "return typeof chatSocket !== 'undefined'"
-                " && chatSocket.readyState === WebSocket.OPEN"
+            driver,
+            lambda d: d.current_url.endswith(f"/chat/{room_name}/"),
+            f"the room page of {room_name} did not open",
+        )
+        self._wait_until_connected(driver)
+
+    def _wait_until_connected(self, driver):
+        # The page shows its socket's state; typing before it is "connected" would
+        # only get "Not connected: your message was not sent."
+        self._wait_until(
+            driver,
+            lambda d: (
+                d.find_element(By.ID, "connection-state").get_attribute("data-state")
+                == "connected"
             ),
-            "The room page's WebSocket did not open",
+            "the room page did not connect",
         )
 
-    def _open_new_window(self):
-        self.driver.execute_script('window.open("about:blank", "_blank");')
-        self._switch_to_window(-1)
+    def _post(self, driver, message):
+        driver.find_element(By.ID, "chat-message-input").send_keys(message, Keys.ENTER)
 
-    def _close_all_new_windows(self):
-        while len(self.driver.window_handles) > 1:
-            self._switch_to_window(-1)
-            self.driver.execute_script("window.close();")
-        if len(self.driver.window_handles) == 1:
-            self._switch_to_window(0)
+    def _log(self, driver):
+        return driver.find_element(By.ID, "chat-log").text
 
-    def _switch_to_window(self, window_index):
-        self.driver.switch_to.window(self.driver.window_handles[window_index])
+    def _wait_for_text(self, driver, text, message):
+        self._wait_until(driver, lambda d: text in self._log(d), message)
 
-    def _post_message(self, message):
-        ActionChains(self.driver).send_keys(message, Keys.ENTER).perform()
-
-    @property
-    def _chat_log_value(self):
-        return self.driver.find_element(
-            by=By.CSS_SELECTOR, value="#chat-log"
-        ).get_property("value")
-
-    # Differs from the official tutorial: a failed wait or check saves a
-    # screenshot of every window and the browser console log, and says where.
-    def _wait_until(self, condition, message, timeout=5):
+    def _wait_until(self, driver, condition, message, timeout=5):
         try:
-            WebDriverWait(self.driver, timeout).until(condition)
+            WebDriverWait(driver, timeout).until(condition)
         except TimeoutException:
             self._fail_with_artefacts(message)
 
@@ -247,5 +194,11 @@ class ChatTests(ChannelsLiveServerTestCase):
             self._fail_with_artefacts(message)
 
     def _fail_with_artefacts(self, message):
-        folder = save_failure_artefacts(self.driver, ARTEFACTS, self.id())
-        self.fail(f"{message}. Screenshots and console log: {folder}")
+        folders = [
+            save_failure_artefacts(driver, ARTEFACTS, f"{self.id()}-{name}")
+            for name, driver in (
+                ("alice", self.alice_browser),
+                ("bob", self.bob_browser),
+            )
+        ]
+        self.fail(f"{message}. Screenshots and console logs: {', '.join(folders)}")

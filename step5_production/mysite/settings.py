@@ -179,9 +179,15 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         # SQLITE_PATH lets a deployment (or a test) keep the database elsewhere.
         "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"),
-        # Several workers share this file: wait for a write lock instead of
-        # failing at once with "database is locked".
-        "OPTIONS": {"timeout": 20},
+        # Several workers share this file. IMMEDIATE: a transaction takes the write
+        # lock when it begins, so two workers cannot both read and then both wait
+        # to write (SQLite would fail one at once: "database is locked"); the other
+        # waits up to `timeout` seconds. WAL: readers do not wait for the writer.
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
         # The browser tests' live server runs in another process, so the test
         # database must be a file both processes can open (an in-memory SQLite
         # database exists only inside the process that made it).

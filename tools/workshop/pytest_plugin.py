@@ -21,6 +21,32 @@ from workshop.redis_server import ping, start_test_redis
 from workshop.requirements import part_missing
 
 
+def pytest_configure(config):
+    give_forked_children_a_fresh_asgiref_executor()
+
+
+def give_forked_children_a_fresh_asgiref_executor():
+    """ChannelsLiveServerTestCase forks its Daphne server from the test process.
+
+    asgiref runs database_sync_to_async work on one ThreadPoolExecutor per process;
+    a forked child inherits that executor but not its thread, so once earlier tests
+    have used it, the child's first database call (the auth middleware's session
+    lookup) waits forever and the browser's handshake times out. Give each forked
+    child an executor of its own.
+    """
+    if not hasattr(os, "register_at_fork"):
+        return  # no fork on this platform: the live server is spawned afresh
+
+    def fresh_executor():
+        from concurrent.futures import ThreadPoolExecutor
+
+        from asgiref.sync import SyncToAsync
+
+        SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+
+    os.register_at_fork(after_in_child=fresh_executor)
+
+
 def pytest_report_header(config):
     wanted = [
         name
