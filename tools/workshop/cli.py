@@ -59,11 +59,22 @@ def local_redis_for(step: Step, required: bool) -> tuple[dict, RedisServer | Non
 
 
 def run_until_interrupted(command: list[str], cwd: Path, env: dict) -> int:
+    """Run a server until it exits, or until Ctrl+C or SIGTERM stops it (and us)."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env})
     try:
         return process.wait()
     except KeyboardInterrupt:
-        process.wait()
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
         return 0
 
 
