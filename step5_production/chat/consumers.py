@@ -19,6 +19,8 @@ CLOSE_LOGIN_REQUIRED = 4401
 NOTIFICATIONS_GROUP = "notifications"
 # History is sent in frames of at most this many messages.
 HISTORY_FRAME_SIZE = 500
+# Rooms of this process with a presence broadcast already on its way.
+PENDING_PRESENCE = set()
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -59,10 +61,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.delivered = 0  # the number of the newest message this socket has
         await self.send_history(self.requested_after())
 
-        users = await database_sync_to_async(store.enter)(
+        await database_sync_to_async(store.enter)(
             self.room_name, self.user, self.channel_name
         )
-        await self.broadcast_presence(users)
+        await self.broadcast_presence()
         self.heartbeat = asyncio.create_task(self.beat())
 
     async def disconnect(self, close_code):
@@ -71,10 +73,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.heartbeat.cancel()
         await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
         await self.channel_layer.group_discard(NOTIFICATIONS_GROUP, self.channel_name)
-        users = await database_sync_to_async(store.leave)(
-            self.room_name, self.channel_name
-        )
-        await self.broadcast_presence(users)
+        await database_sync_to_async(store.leave)(self.channel_name)
+        await self.broadcast_presence()
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """A frame from the browser. Anything but a valid message gets an "error"
@@ -258,7 +258,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def send_error(self, code, detail):
         await self.send_json({"type": "error", "code": code, "detail": detail})
 
-    async def broadcast_presence(self, users):
+    async def broadcast_presence(self):
+        """Tell the room who is online, at most once per PRESENCE_COALESCE_SECONDS.
+
+        When 1000 people join at once (a meeting starts, a server restarts), one
+        broadcast per join would send a million frames; instead, joins and leaves
+        within the interval share one broadcast of the list as it then is.
+        """
+        room = self.room_group_name
+        if room in PENDING_PRESENCE:
+            return
+        PENDING_PRESENCE.add(room)
+        try:
+            await asyncio.sleep(settings.PRESENCE_COALESCE_SECONDS)
+        finally:
+            PENDING_PRESENCE.discard(room)
+        users = await database_sync_to_async(store.present_users)(self.room_name)
         await self.channel_layer.group_send(
-            self.room_group_name, {"type": "chat.presence", "users": users}
+            room, {"type": "chat.presence", "users": users}
         )

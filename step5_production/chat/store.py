@@ -67,21 +67,19 @@ def last_number(room_name: str) -> int:
 # --- presence ---------------------------------------------------------------------
 
 
-def enter(room_name: str, user, channel_name: str) -> list[str]:
+def enter(room_name: str, user, channel_name: str) -> None:
     Presence.objects.update_or_create(
         channel_name=channel_name,
         defaults={"room": room_name, "user": user, "seen": timezone.now()},
     )
-    return present_users(room_name)
 
 
 def still_here(channel_name: str) -> None:
     Presence.objects.filter(channel_name=channel_name).update(seen=timezone.now())
 
 
-def leave(room_name: str, channel_name: str) -> list[str]:
+def leave(channel_name: str) -> None:
     Presence.objects.filter(channel_name=channel_name).delete()
-    return present_users(room_name)
 
 
 def present_users(room_name: str) -> list[str]:

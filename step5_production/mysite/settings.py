@@ -156,6 +156,8 @@ CHAT_GROUP_REFRESH_SECONDS = float(os.environ.get("CHAT_GROUP_REFRESH_SECONDS", 
 # PRESENCE_TIMEOUT seconds (its server process was killed) no longer counts.
 PRESENCE_HEARTBEAT_SECONDS = float(os.environ.get("PRESENCE_HEARTBEAT_SECONDS", "20"))
 PRESENCE_TIMEOUT_SECONDS = float(os.environ.get("PRESENCE_TIMEOUT_SECONDS", "60"))
+# Joins and leaves within this interval share one presence broadcast.
+PRESENCE_COALESCE_SECONDS = float(os.environ.get("PRESENCE_COALESCE_SECONDS", "0.2"))
 
 # Users: Django's own login and logout views (django.contrib.auth.urls).
 LOGIN_URL = "login"
