@@ -28,7 +28,7 @@ STEPS := $(sort $(foreach dir,$(STEP_DIRS),$(patsubst step%,%,$(firstword $(subs
 require_step = $(if $(wildcard step$(1)_*/manage.py),,$(error There is no step "$(1)". The steps are: $(STEPS). For example: make step1))
 
 .DEFAULT_GOAL := help
-.PHONY: help step5-workers demo-inmemory-workers test test-tools flake-check diff diff-html diffs check-steps redis lint format clean distclean
+.PHONY: help bench bench-quick step5-workers demo-inmemory-workers test test-tools flake-check diff diff-html diffs check-steps redis lint format clean distclean
 
 help: ## list the targets
 	@echo "Channels Chat Workshop. Steps: $(STEPS)"
@@ -41,6 +41,12 @@ step%: ## run step N on http://127.0.0.1:8000/chat/ (PORT=8001 to change)
 	$(call require_step,$*)
 	@$(MAKE) --no-print-directory --silent $(READY)
 	@$(PY) -m workshop.cli serve $* --host "$(HOST)" --port "$(PORT)"
+
+bench: $(READY) ## measure every step's server against a raw WebSocket baseline; regenerates notes/performance.md
+	@$(PY) -m workshop.bench.run
+
+bench-quick: $(READY) ## the 30-second smoke run of the benchmark (CI): every variant runs and delivers
+	@$(PY) -m workshop.bench.run --quick
 
 step5-workers: ## step 5 under uvicorn with several workers on Redis (WORKERS=2)
 	@$(MAKE) --no-print-directory --silent $(READY)

@@ -21,6 +21,7 @@ NOTIFICATIONS_GROUP = "notifications"
 HISTORY_FRAME_SIZE = 500
 # Rooms of this process with a presence broadcast already on its way.
 PENDING_PRESENCE = set()
+BACKGROUND_TASKS = set()
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -59,6 +60,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.joined = True
         self.sent_times = deque()  # when this socket's recent messages were sent
         self.delivered = 0  # the number of the newest message this socket has
+        self.waiting = {}  # messages that arrived before an earlier one: number -> frame
+        self.gap_timer = None
         await self.send_history(self.requested_after())
 
         await database_sync_to_async(store.enter)(
@@ -71,6 +74,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not self.joined:
             return
         self.heartbeat.cancel()
+        if self.gap_timer:
+            self.gap_timer.cancel()
         await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
         await self.channel_layer.group_discard(NOTIFICATIONS_GROUP, self.channel_name)
         await database_sync_to_async(store.leave)(self.channel_name)
@@ -158,16 +163,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if number <= self.delivered:
             return  # already sent, from the history or a catch-up
         if number > self.delivered + 1:
-            # Messages are missing: the channel layer dropped them (this socket's
-            # channel was full), so fetch them from the database, in order.
-            await self.catch_up()
-            if number <= self.delivered:
-                return
+            # Messages before this one have not arrived. Usually they are only
+            # behind it (two people sent at once, and their events crossed); if they
+            # do not turn up within GAP_WAIT_SECONDS, the layer dropped them (this
+            # socket's channel was full) and they come from the database.
+            self.waiting[number] = event["frame"]
+            if not self.gap_timer:
+                self.gap_timer = asyncio.create_task(self.check_gap_later())
+            return
         await self.send(text_data=event["frame"])
         self.delivered = number
+        await self.send_waiting_in_order()
 
     async def chat_catch_up(self, event):
-        """Sent to ourselves by the heartbeat: anything newer than we have?"""
+        """Sent to ourselves: by the gap timer, or by the heartbeat (anything newer?)."""
         await self.catch_up()
 
     async def chat_presence(self, event):
@@ -212,12 +221,34 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.delivered = frames[-1]["id"]
 
     async def catch_up(self):
+        """Send, from the database, everything newer than what this socket has."""
         frames = await database_sync_to_async(store.messages_after)(
             self.room_name, self.delivered
         )
         for frame in frames:
             await self.send_json(frame)
             self.delivered = frame["id"]
+        self.waiting = {n: f for n, f in self.waiting.items() if n > self.delivered}
+        await self.send_waiting_in_order()
+
+    async def send_waiting_in_order(self):
+        while self.delivered + 1 in self.waiting:
+            self.delivered += 1
+            await self.send(text_data=self.waiting.pop(self.delivered))
+
+    async def check_gap_later(self):
+        try:
+            await asyncio.sleep(settings.CHAT_GAP_WAIT_SECONDS)
+            if self.waiting:
+                # Through our own channel, so that it is handled in turn with the
+                # messages, never at the same time as one.
+                await self.channel_layer.send(
+                    self.channel_name, {"type": "chat.catch_up"}
+                )
+        except ChannelFull:
+            pass  # events are queued; they will reveal the gap again
+        finally:
+            self.gap_timer = None
 
     async def beat(self):
         """Every few seconds, join the groups again: group memberships live in the
@@ -263,12 +294,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
         When 1000 people join at once (a meeting starts, a server restarts), one
         broadcast per join would send a million frames; instead, joins and leaves
-        within the interval share one broadcast of the list as it then is.
+        within the interval share one broadcast of the list as it then is. It runs
+        in the background, so that joining and leaving do not wait for it.
         """
         room = self.room_group_name
         if room in PENDING_PRESENCE:
             return
         PENDING_PRESENCE.add(room)
+        task = asyncio.create_task(self.broadcast_presence_soon(room))
+        BACKGROUND_TASKS.add(task)  # keep a reference until it is done
+        task.add_done_callback(BACKGROUND_TASKS.discard)
+
+    async def broadcast_presence_soon(self, room):
         try:
             await asyncio.sleep(settings.PRESENCE_COALESCE_SECONDS)
         finally:

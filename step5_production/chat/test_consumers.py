@@ -5,6 +5,7 @@ fixture). The database is real too: consumers read and write it from worker
 threads, so the tests use transactional database access.
 """
 
+import asyncio
 import json
 
 import pytest
@@ -24,6 +25,12 @@ from workshop.layers import group_members
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BROWSER_ORIGIN = (b"origin", b"http://localhost:8000")
+
+
+@pytest.fixture(autouse=True)
+def quick_presence(settings):
+    # Presence broadcasts are coalesced over 0.2 s; the tests need not wait that long.
+    settings.PRESENCE_COALESCE_SECONDS = 0.01
 
 
 @database_sync_to_async
@@ -313,6 +320,24 @@ async def test_presence_updates_on_join_and_leave(open_socket):
 
     await bob.disconnect()
     assert (await frames_until(alice, "presence"))["users"] == ["alice"]
+
+
+async def test_a_crowd_joining_at_once_shares_presence_broadcasts(
+    open_socket, settings
+):
+    settings.PRESENCE_COALESCE_SECONDS = 0.5
+    first = await joined(open_socket, "user0")
+
+    for number in range(1, 6):
+        await open_socket(f"user{number}")
+
+    await asyncio.sleep(0.8)
+    presence = []
+    while not await first.receive_nothing(timeout=0.1):
+        frame = await first.receive_json_from()
+        if frame["type"] == "presence":
+            presence.append(frame["users"])
+    assert presence == [[f"user{number}" for number in range(6)]]
 
 
 async def test_disconnect_leaves_every_group(open_socket, channel_layer):

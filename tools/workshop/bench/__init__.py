@@ -1,0 +1,1 @@
+"""make bench: each step's chat server against a raw WebSocket broadcast server."""
