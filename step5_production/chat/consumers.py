@@ -1,6 +1,8 @@
 import asyncio
 import json
+import math
 import time
+import weakref
 from collections import deque
 from urllib.parse import parse_qs
 
@@ -22,6 +24,13 @@ HISTORY_FRAME_SIZE = 500
 # Rooms of this process with a presence broadcast already on its way.
 PENDING_PRESENCE = set()
 BACKGROUND_TASKS = set()
+# One lock per room and event loop (asyncio locks belong to one loop).
+ROOM_LOCKS = weakref.WeakKeyDictionary()
+
+
+def room_lock(room_name):
+    locks = ROOM_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(room_name, asyncio.Lock())
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -61,6 +70,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.sent_times = deque()  # when this socket's recent messages were sent
         self.delivered = 0  # the number of the newest message this socket has
         self.waiting = {}  # messages that arrived before an earlier one: number -> frame
+        self.missing_if_sent_after = math.inf  # see chat_message
+        self.last_event_at = time.monotonic()
         self.gap_timer = None
         await self.send_history(self.requested_after())
 
@@ -130,20 +141,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 " this one was not sent.",
             )
 
-        # Stored first: once it is in the database, nobody can lose it for good.
-        frame = await database_sync_to_async(store.save_message)(
-            self.room_name, self.user, text
-        )
-        await self.channel_layer.group_send(
-            self.room_group_name,
-            {
-                "type": "chat.message",
-                "number": frame["id"],
-                "sent": time.time(),
-                # Encoded once here, instead of once per member of the room.
-                "frame": json.dumps(frame),
-            },
-        )
+        # Numbered and broadcast one at a time per room in this process, so that the
+        # broadcasts leave in number order: messages from two people do not cross.
+        async with room_lock(self.room_name):
+            # Stored first: once it is in the database, nobody can lose it for good.
+            frame = await database_sync_to_async(store.save_message)(
+                self.room_name, self.user, text
+            )
+            await self.channel_layer.group_send(
+                self.room_group_name,
+                {
+                    "type": "chat.message",
+                    "number": frame["id"],
+                    "sent": time.time(),
+                    # Encoded once here, instead of once per member of the room.
+                    "frame": json.dumps(frame),
+                },
+            )
 
     # --- Channel layer handlers: the room's group talks to us ----------------------
 
@@ -159,21 +173,30 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def chat_message(self, event):
+        self.last_event_at = time.monotonic()
         number = event["number"]
         if number <= self.delivered:
             return  # already sent, from the history or a catch-up
         if number > self.delivered + 1:
             # Messages before this one have not arrived. Usually they are only
-            # behind it (two people sent at once, and their events crossed); if they
-            # do not turn up within GAP_WAIT_SECONDS, the layer dropped them (this
-            # socket's channel was full) and they come from the database.
+            # behind it: two people sent at once and their broadcasts crossed, a few
+            # milliseconds apart. A channel is first in, first out, so once an event
+            # broadcast more than CHAT_CROSSING_SECONDS after this one has arrived and
+            # they still have not, the layer dropped them (this socket's channel was
+            # full): then they come from the database.
             self.waiting[number] = event["frame"]
+            self.missing_if_sent_after = min(
+                self.missing_if_sent_after,
+                event["sent"] + settings.CHAT_CROSSING_SECONDS,
+            )
             if not self.gap_timer:
-                self.gap_timer = asyncio.create_task(self.check_gap_later())
-            return
-        await self.send(text_data=event["frame"])
-        self.delivered = number
-        await self.send_waiting_in_order()
+                self.gap_timer = asyncio.create_task(self.catch_up_when_idle())
+        else:
+            await self.send(text_data=event["frame"])
+            self.delivered = number
+            await self.send_waiting_in_order()
+        if self.waiting and event["sent"] > self.missing_if_sent_after:
+            await self.catch_up()
 
     async def chat_catch_up(self, event):
         """Sent to ourselves: by the gap timer, or by the heartbeat (anything newer?)."""
@@ -235,16 +258,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         while self.delivered + 1 in self.waiting:
             self.delivered += 1
             await self.send(text_data=self.waiting.pop(self.delivered))
+        if not self.waiting:
+            self.missing_if_sent_after = math.inf
 
-    async def check_gap_later(self):
+    async def catch_up_when_idle(self):
+        """The last messages before a quiet spell can be missing with nothing after
+        them to prove it: once no event has come for CHAT_GAP_WAIT_SECONDS, fetch."""
+        wait = settings.CHAT_GAP_WAIT_SECONDS
         try:
-            await asyncio.sleep(settings.CHAT_GAP_WAIT_SECONDS)
-            if self.waiting:
-                # Through our own channel, so that it is handled in turn with the
-                # messages, never at the same time as one.
-                await self.channel_layer.send(
-                    self.channel_name, {"type": "chat.catch_up"}
-                )
+            while self.waiting:
+                await asyncio.sleep(wait)
+                if self.waiting and time.monotonic() - self.last_event_at >= wait:
+                    # Through our own channel, so that it is handled in turn with
+                    # the messages, never at the same time as one.
+                    await self.channel_layer.send(
+                        self.channel_name, {"type": "chat.catch_up"}
+                    )
+                    return
         except ChannelFull:
             pass  # events are queued; they will reveal the gap again
         finally:

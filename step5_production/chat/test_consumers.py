@@ -206,8 +206,9 @@ async def message_texts(communicator, count):
 
 
 async def test_messages_the_layer_dropped_are_fetched_when_a_later_one_arrives(
-    open_socket, channel_layer
+    open_socket, channel_layer, settings
 ):
+    settings.CHAT_GAP_WAIT_SECONDS = 0.3
     bob = await joined(open_socket, "bob")
     frames = await store_without_broadcast(["one", "two", "three", "four"])
 

@@ -149,9 +149,11 @@ else:
 CHAT_MAX_MESSAGE_BYTES = int(os.environ.get("CHAT_MAX_MESSAGE_BYTES", "4096"))
 CHAT_MAX_MESSAGES_PER_SECOND = int(os.environ.get("CHAT_MAX_MESSAGES_PER_SECOND", "10"))
 CHAT_HISTORY_LENGTH = 50
-# A message that arrives before an earlier one waits this long for it before the
-# earlier one is fetched from the database (see ChatConsumer.chat_message).
-CHAT_GAP_WAIT_SECONDS = float(os.environ.get("CHAT_GAP_WAIT_SECONDS", "0.2"))
+# Two messages sent at once may reach a socket in the wrong order: by at most this
+# much (their broadcasts crossed). A later gap means the layer dropped a message.
+CHAT_CROSSING_SECONDS = float(os.environ.get("CHAT_CROSSING_SECONDS", "0.5"))
+# With a gap and no event for this long, the missing messages are fetched anyway.
+CHAT_GAP_WAIT_SECONDS = float(os.environ.get("CHAT_GAP_WAIT_SECONDS", "3"))
 # Each socket joins its groups again this often: a restarted Redis has forgotten
 # them, and a membership older than the layer's group_expiry would lapse.
 CHAT_GROUP_REFRESH_SECONDS = float(os.environ.get("CHAT_GROUP_REFRESH_SECONDS", "5"))

@@ -64,7 +64,7 @@ class Plan:
 
 
 FULL = Plan(sizes=(10, 100, 1000), deliveries=10_000, senders=4, burst=True)
-QUICK = Plan(sizes=(10,), deliveries=400, senders=4, burst=True)
+QUICK = Plan(sizes=(), deliveries=400, senders=4, burst=True)  # the burst alone
 # The burst of the step 5 issue: 5 members of a 10-person room send 40 each at once.
 BURST_CLIENTS, BURST_SENDERS, BURST_MESSAGES = 10, 5, 40
 
@@ -163,87 +163,117 @@ def measure_variant(
         )
         migrate(step_dir, env)
         cookie = login_cookie(step_dir, env, "bench")
+    runs = [
+        (f"room{n}", n, min(plan.senders, n), plan.per_sender(n)) for n in plan.sizes
+    ]
+    if plan.burst:
+        runs.append(("burst", BURST_CLIENTS, BURST_SENDERS, BURST_MESSAGES))
+    results = []
+    for room, clients, senders, per_sender in runs:
+        # A fresh server for each measurement: nothing left over from the last room.
+        row = {
+            "variant": variant.name,
+            "scenario": "burst" if room == "burst" else "throughput",
+            "clients": clients,
+            "senders": senders,
+            "messages": senders * per_sender,
+            "expected": senders * per_sender * (clients - 1),
+        }
+        try:
+            row.update(
+                measure_once(
+                    variant,
+                    step_dir,
+                    env,
+                    cookie,
+                    server_cores,
+                    room,
+                    clients,
+                    senders,
+                    per_sender,
+                )
+            )
+        except Exception as error:  # a failed measurement is a result, not a crash
+            row.update(
+                {
+                    "received": 0,
+                    "delivery_ratio": 0.0,
+                    "deliveries_per_second": 0.0,
+                    "p50_ms": float("nan"),
+                    "p99_ms": float("nan"),
+                    "cpu_us_per_delivery": None,
+                    "rss_kib_per_idle_connection": float("nan"),
+                    "error": f"{type(error).__name__}: {error}",
+                }
+            )
+        results.append(row)
+        print(format_row(row), flush=True)
+    return results
+
+
+def measure_once(
+    variant, step_dir, env, cookie, server_cores, room, clients, senders, per_sender
+):
     port = free_port()
     server = subprocess.Popen(
         server_command(variant, port),
         cwd=step_dir,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=subprocess.DEVNULL,
     )
-    results = []
     try:
         if not wait_for_port(port, timeout=60):
-            raise RuntimeError(
-                f"{variant.name}: the server did not start: {server.stderr.read()}"
-            )
+            raise RuntimeError("the server did not start")
         time.sleep(0.3)
         pin(server.pid, server_cores)
-        origin = f"http://127.0.0.1:{port}"
-        runs = [
-            (f"room{n}", n, min(plan.senders, n), plan.per_sender(n))
-            for n in plan.sizes
-        ]
-        if plan.burst:
-            runs.append(("burst", BURST_CLIENTS, BURST_SENDERS, BURST_MESSAGES))
-        for room, clients, senders, per_sender in runs:
-            marks = {}
+        marks = {}
 
-            def on_ready(marks=marks, clients=clients):
-                marks["cpu"] = cpu_seconds(server.pid)
-                marks["rss"] = rss_bytes(server.pid)
+        def on_ready():
+            marks["cpu"] = cpu_seconds(server.pid)
+            marks["rss"] = rss_bytes(server.pid)
 
-            before_rss = rss_bytes(server.pid)
-            result = asyncio.run(
-                run_room(
-                    f"ws://127.0.0.1:{port}/ws/chat/{room}/",
-                    clients,
-                    senders,
-                    per_sender,
-                    variant.protocol,
-                    origin,
-                    cookie,
-                    on_ready=on_ready,
-                    quiet_after=8.0 if variant.protocol == "step5" else 3.0,
-                )
+        before_rss = rss_bytes(server.pid)
+        result = asyncio.run(
+            run_room(
+                f"ws://127.0.0.1:{port}/ws/chat/{room}/",
+                clients,
+                senders,
+                per_sender,
+                variant.protocol,
+                f"http://127.0.0.1:{port}",
+                cookie,
+                on_ready=on_ready,
+                quiet_after=8.0 if variant.protocol == "step5" else 3.0,
             )
-            cpu = cpu_seconds(server.pid) - marks["cpu"]
-            results.append(
-                {
-                    "variant": variant.name,
-                    "scenario": "burst" if room == "burst" else "throughput",
-                    "clients": clients,
-                    "senders": senders,
-                    "messages": result.messages,
-                    "expected": result.expected,
-                    "received": result.received,
-                    "delivery_ratio": result.ratio,
-                    "deliveries_per_second": result.deliveries_per_second,
-                    "p50_ms": result.latency_ms(0.50),
-                    "p99_ms": result.latency_ms(0.99),
-                    "cpu_us_per_delivery": cpu / result.received * 1e6
-                    if result.received
-                    else None,
-                    "rss_kib_per_idle_connection": (marks["rss"] - before_rss)
-                    / clients
-                    / 1024,
-                }
-            )
-            print(format_row(results[-1]), flush=True)
+        )
+        cpu = cpu_seconds(server.pid) - marks["cpu"]
+        return {
+            "received": result.received,
+            "delivery_ratio": result.ratio,
+            "deliveries_per_second": result.deliveries_per_second,
+            "p50_ms": result.latency_ms(0.50),
+            "p99_ms": result.latency_ms(0.99),
+            "cpu_us_per_delivery": cpu / result.received * 1e6
+            if result.received
+            else None,
+            "rss_kib_per_idle_connection": (marks["rss"] - before_rss) / clients / 1024,
+        }
     finally:
         server.terminate()
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
-    return results
+            server.wait()
 
 
 # --- report -----------------------------------------------------------------------------
 
 
 def format_row(row: dict) -> str:
+    if row.get("error"):
+        return f"  {row['scenario']:<10} N={row['clients']:<5} FAILED: {row['error']}"
     cpu = row["cpu_us_per_delivery"]
     return (
         f"  {row['scenario']:<10} N={row['clients']:<5} {row['deliveries_per_second']:>9.0f} deliveries/s"
@@ -290,7 +320,7 @@ def table(rows: list[dict], scenario: str) -> str:
             f" | {cpu:,.0f} | {x(row['cpu_vs_baseline'])}"
             f" | {row['rss_kib_per_idle_connection']:.0f} |"
             if cpu is not None
-            else f"| {row['variant']} | {row['clients']} | 0 | n/a | n/a | n/a | 0% | n/a | n/a | n/a |"
+            else f"| {row['variant']} | {row['clients']} | failed: {row.get('error', 'nothing delivered')} | | | | | | | |"
         )
     return "\n".join(lines)
 
@@ -334,8 +364,23 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="the 30-second smoke run (CI)"
     )
+    parser.add_argument(
+        "--only", help="only the variants whose name contains this text"
+    )
+    parser.add_argument(
+        "--sizes", help="room sizes instead of the plan's, e.g. 100,1000"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.sizes:
+        plan = Plan(
+            tuple(int(n) for n in args.sizes.split(",")),
+            plan.deliveries,
+            plan.senders,
+            False,
+        )
+    # A partial run is for looking into one thing: it prints, and writes no notes.
+    partial = bool(args.only or args.sizes)
 
     server_cores, client_cores, placed = placement()
     if client_cores:
@@ -344,12 +389,16 @@ def main(argv=None) -> int:
 
     redis = None
     executable = shutil.which("redis-server")
-    variants = VARIANTS
+    variants = [
+        v
+        for v in VARIANTS
+        if not args.only or args.only in v.name or v.name == BASELINE
+    ]
     if executable:
         redis = RedisServer(executable).start()
         pin(redis.process.pid, server_cores)
     else:
-        variants = [v for v in VARIANTS if v.layer != "redis"]
+        variants = [v for v in variants if v.layer != "redis"]
         print("redis-server not found: the Redis variants are left out.", flush=True)
 
     rows = []
@@ -405,6 +454,8 @@ def main(argv=None) -> int:
             f" of {len(variants)} variants ran and delivered ({report['seconds']} s)"
         )
         return 1 if problems else 0
+    if partial:
+        return 0
     written = write_notes(report)
     print(
         f"\nWrote {', '.join(str(path.relative_to(ROOT)) for path in written)} ({report['seconds']} s)"
