@@ -20,7 +20,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from workshop.ports import free_port
-from workshop.servers import ServerProcess
+from workshop.servers import ServerProcess, runserver
 from workshop.steps import find_step
 
 NOTE = (
@@ -95,15 +95,8 @@ def test_wsgi_runserver_when_daphne_is_not_installed(broken_settings):
     env = broken_settings(
         'INSTALLED_APPS = [a for a in INSTALLED_APPS if a != "daphne"]\n'
     )
-    port = free_port()
-    command = [
-        sys.executable,
-        "manage.py",
-        "runserver",
-        f"127.0.0.1:{port}",
-        "--noreload",
-    ]
-    with ServerProcess(command, STEP2, port, env) as server:
+    with runserver(STEP2, env=env) as server:
+        port = server.port
         assert server.wait_until_listening(), server.output
         with pytest.raises(urllib.error.HTTPError) as answer:
             urllib.request.urlopen(
@@ -225,15 +218,7 @@ def chat_pair_across_two_servers(env: dict) -> tuple[str, str | None]:
     """Start two servers of step 3; a client on each, same room; A speaks. What did B get?"""
     servers = []
     for _ in range(2):
-        port = free_port()
-        command = [
-            sys.executable,
-            "manage.py",
-            "runserver",
-            f"127.0.0.1:{port}",
-            "--noreload",
-        ]
-        servers.append(ServerProcess(command, STEP3, port, env).start())
+        servers.append(runserver(STEP3, env=env).start())
     try:
         for server in servers:
             assert server.wait_until_listening(), server.output
@@ -288,15 +273,8 @@ def test_redis_not_running():
 
 
 def test_origin_validator_refuses_without_an_error():
-    port = free_port()
-    command = [
-        sys.executable,
-        "manage.py",
-        "runserver",
-        f"127.0.0.1:{port}",
-        "--noreload",
-    ]
-    with ServerProcess(command, STEP2, port) as server:
+    with runserver(STEP2) as server:
+        port = server.port
         assert server.wait_until_listening(), server.output
         with pytest.raises(InvalidStatus) as refusal:
             connect(
