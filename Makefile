@@ -33,7 +33,7 @@ require_step = $(if $(wildcard step$(1)_*/manage.py),,$(error There is no step "
 help: ## list the targets
 	@echo "Channels Chat Workshop. Steps: $(STEPS)"
 	@echo
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z%-]+:.*## / {gsub("%", "N", $$1); printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9%-]+:.*## / {gsub("%", "N", $$1); printf "  make %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "Variables: PORT=$(PORT) HOST=$(HOST) PYTHON=$(PYTHON) REDIS_URL=redis://127.0.0.1:6379/0 (use Redis)"
 
@@ -41,12 +41,6 @@ step%: ## run step N on http://127.0.0.1:8000/chat/ (PORT=8001 to change)
 	$(call require_step,$*)
 	@$(MAKE) --no-print-directory --silent $(READY)
 	@$(PY) -m workshop.cli serve $* --host "$(HOST)" --port "$(PORT)"
-
-bench: $(READY) ## measure every step's server against a raw WebSocket baseline; regenerates notes/performance.md
-	@$(PY) -m workshop.bench.run
-
-bench-quick: $(READY) ## the 30-second smoke run of the benchmark (CI): every variant runs and delivers
-	@$(PY) -m workshop.bench.run --quick
 
 step5-workers: ## step 5 under uvicorn with several workers on Redis (WORKERS=2)
 	@$(MAKE) --no-print-directory --silent $(READY)
@@ -71,6 +65,12 @@ flake-check: ## run step 4's browser tests 20 times in a row (RUNS=, FLAKE_STEP=
 	$(call require_step,$(FLAKE_STEP))
 	@$(MAKE) --no-print-directory --silent $(READY)
 	@$(PY) -m workshop.cli flake-check $(FLAKE_STEP) --runs "$(RUNS)" $(BROWSER_TESTS)
+
+bench: $(READY) ## measure every step's server against a raw WebSocket baseline; regenerates notes/performance.md
+	@$(PY) -m workshop.bench.run
+
+bench-quick: $(READY) ## the 30-second smoke run of the benchmark (CI): every variant runs and delivers
+	@$(PY) -m workshop.bench.run --quick
 
 diff: $(READY) ## what a lesson changed: make diff FROM=2 TO=3 (WORDS=1: mark changed words)
 	@$(PY) -m workshop.cli diff --from "$(FROM)" --to "$(TO)" $(if $(WORDS),--words)

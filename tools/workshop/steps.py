@@ -19,7 +19,13 @@ IGNORED_NAMES = {
     "test-artifacts",
     ".DS_Store",
 }
-IGNORED_SUFFIXES = (".pyc", ".sqlite3", ".sqlite3-journal")
+IGNORED_SUFFIXES = (
+    ".pyc",
+    ".sqlite3",
+    ".sqlite3-journal",
+    ".sqlite3-wal",
+    ".sqlite3-shm",
+)
 
 
 @dataclass(frozen=True)
