@@ -51,10 +51,11 @@ async def next_message(communicator):
     return (await communicator.receive_json_from(timeout=2))["message"]
 
 
-async def test_socket_to_a_room_is_accepted(open_socket):
+async def test_socket_to_a_room_is_accepted_into_its_group(open_socket, channel_layer):
     _, connected = await open_socket("lobby")
 
     assert connected
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1
 
 
 async def test_message_is_echoed_to_its_sender_once(open_socket):
@@ -113,13 +114,20 @@ async def test_handshake_from_another_site_is_rejected(
 
     assert not connected
     assert await group_members(channel_layer, "chat_lobby") == set()
+    # The control: the same handshake from the page's own origin gets in.
+    _, connected = await open_socket("lobby")
+    assert connected
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1
 
 
-async def test_nothing_arrives_when_nobody_speaks(open_socket):
+async def test_nothing_arrives_until_someone_speaks(open_socket):
     alice = await joined(open_socket)
-    await joined(open_socket)
+    bob = await joined(open_socket)
 
     assert await alice.receive_nothing(timeout=0.3)
+
+    await bob.send_json_to({"message": "now"})
+    assert await next_message(alice) == "now"
 
 
 async def test_200_connect_disconnect_cycles_leave_nobody_in_the_group(

@@ -79,6 +79,14 @@ async def test_disconnect_leaves_the_rooms_group(channel_layer):
     assert await group_members(channel_layer, "chat_lobby") == set()
 
 
+async def the_page_origin_is_still_let_in(channel_layer):
+    """The control for a refusal: the same handshake with the page's own origin
+    joins the room, so it was the origin, not a broken consumer, that was refused."""
+    alice = await joined("lobby")
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1
+    await alice.disconnect()
+
+
 async def test_handshake_from_another_origin_is_rejected(channel_layer):
     client = chat_client("lobby", headers=[(b"origin", b"http://evil.example")])
 
@@ -86,6 +94,7 @@ async def test_handshake_from_another_origin_is_rejected(channel_layer):
 
     assert not connected
     assert await group_members(channel_layer, "chat_lobby") == set()
+    await the_page_origin_is_still_let_in(channel_layer)
 
 
 async def test_handshake_without_an_origin_header_is_rejected(channel_layer):
@@ -94,6 +103,7 @@ async def test_handshake_without_an_origin_header_is_rejected(channel_layer):
     connected, _ = await client.connect()
 
     assert not connected
+    await the_page_origin_is_still_let_in(channel_layer)
 
 
 async def test_channel_layer_round_trip(channel_layer):

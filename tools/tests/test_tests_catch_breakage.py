@@ -1,0 +1,177 @@
+"""The steps' tests can fail: each is run against a step broken on purpose.
+
+A test that passes whatever the consumer does proves nothing. Here a step is copied
+to a scratch folder, one thing in the copy is broken (a mutant), and the tests that
+should notice are run against the copy: every one of them must fail. None may pass,
+and none may be skipped for want of a part when that part is required.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+
+import pytest
+
+from workshop.requirements import part_missing
+from workshop.steps import find_step
+
+
+@dataclass(frozen=True)
+class Mutant:
+    step: int
+    file: str
+    code: str  # what the step has ("": the whole file)
+    broken: str  # what the mutant has instead
+    tests: tuple[str, ...]  # pytest arguments: the tests that must notice
+    # Tests the pytest arguments select that check something the mutant does not
+    # touch, so they may pass (each with its reason, in a comment).
+    may_pass: frozenset[str] = field(default_factory=frozenset)
+    # Text the failures must show, so that they fail for the right reason.
+    failure_says: str = ""
+
+
+EMPTY_CONSUMER = """\
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        await self.accept()
+"""
+
+MUTANTS = {
+    # Issue: "with the consumer's group_send replaced by a plain send to self, the
+    # same-room browser test and the fan-out consumer test fail".
+    "step 4: group_send replaced by a send to the sender only": Mutant(
+        step=4,
+        file="chat/consumers.py",
+        code=(
+            "        await self.channel_layer.group_send(\n"
+            '            self.room_group_name, {"type": "chat.message", "message": message}\n'
+            "        )\n"
+        ),
+        broken='        await self.send(text_data=json.dumps({"message": message}))\n',
+        tests=(
+            "chat/tests.py::ChatTests::test_when_chat_message_posted_then_seen_by_everyone_in_same_room",
+            "chat/test_consumers.py::test_message_fans_out_to_every_socket_in_the_room",
+            "-k",
+            "not redis",
+        ),
+        failure_says="Message was not received by window 2 from window 1",
+    ),
+    "step 4: a consumer that only accepts": Mutant(
+        step=4,
+        file="chat/consumers.py",
+        code="",
+        broken=EMPTY_CONSUMER,
+        tests=("tests/test_chat.py", "chat/test_consumers.py", "-k", "not redis"),
+        # The tutorial's shell check of the channel layer's configuration: it sends
+        # and receives on the layer itself, with no consumer involved.
+        may_pass=frozenset({"test_channel_layer_round_trip[in-memory]"}),
+    ),
+    "step 5: no catch-up from the database": Mutant(
+        step=5,
+        file="chat/consumers.py",
+        code='        """Send, from the database, everything newer than what this socket has."""\n',
+        broken='        """Send, from the database, everything newer than what this socket has."""\n'
+        "        return\n",
+        tests=(
+            "chat/test_consumers.py::test_messages_the_layer_dropped_are_fetched_when_a_later_one_arrives",
+            "chat/test_consumers.py::test_messages_dropped_after_the_last_event_are_caught_up",
+            "-k",
+            "not redis",
+        ),
+    ),
+    "step 5: message text inserted as HTML": Mutant(
+        step=5,
+        file="chat/templates/chat/room.html",
+        code="span.textContent = text;",
+        broken="span.innerHTML = text;",
+        tests=(
+            "chat/tests.py::TwoUsersChatTests::test_markup_in_a_message_is_shown_as_text",
+        ),
+    ),
+}
+
+
+def broken_copy(mutant: Mutant, scratch) -> "os.PathLike":
+    source = find_step(mutant.step).path
+    copy = scratch / source.name
+    shutil.copytree(
+        source,
+        copy,
+        ignore=shutil.ignore_patterns(
+            "__pycache__", ".pytest_cache", "*.sqlite3*", "test-artifacts"
+        ),
+    )
+    path = copy / mutant.file
+    if not mutant.code:
+        path.write_text(mutant.broken)
+        return copy
+    text = path.read_text()
+    assert text.count(mutant.code) == 1, (
+        f"{source.name}/{mutant.file} no longer has, once, the code this mutant breaks:"
+        f"\n{mutant.code}\nupdate the mutant in {__file__}"
+    )
+    path.write_text(text.replace(mutant.code, mutant.broken))
+    return copy
+
+
+def outcomes(junit_xml) -> dict[str, tuple[str, str]]:
+    """Test name -> (passed | failed | skipped, message)."""
+    found = {}
+    for case in ElementTree.parse(junit_xml).getroot().iter("testcase"):
+        outcome, message = "passed", ""
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome, message = (
+                    "failed",
+                    (child.get("message") or "") + (child.text or ""),
+                )
+            elif child.tag == "skipped":
+                outcome, message = "skipped", child.get("message") or ""
+        found[case.get("name")] = (outcome, message)
+    return found
+
+
+@pytest.mark.parametrize("mutant", MUTANTS.values(), ids=MUTANTS.keys())
+def test_the_tests_fail_against_a_broken_step(mutant, tmp_path):
+    copy = broken_copy(mutant, tmp_path)
+    junit_xml = tmp_path / "results.xml"
+
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            f"--junitxml={junit_xml}",
+            *mutant.tests,
+        ],  # fmt: skip
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    results = outcomes(junit_xml) if junit_xml.exists() else {}
+
+    assert results, f"no test ran:\n{run.stdout[-3000:]}{run.stderr[-2000:]}"
+    skipped = {name: why for name, (o, why) in results.items() if o == "skipped"}
+    if skipped:
+        part_missing(
+            next(iter(skipped.values())),
+            "REQUIRE_BROWSER" if "Chrom" in str(skipped) else "REQUIRE_REDIS",
+        )
+    passed = sorted(
+        name
+        for name, (outcome, _) in results.items()
+        if outcome == "passed" and name not in mutant.may_pass
+    )
+    assert not passed, f"these tests pass against the broken step: {passed}"
+    if mutant.failure_says:
+        assert mutant.failure_says in run.stdout, run.stdout[-3000:]

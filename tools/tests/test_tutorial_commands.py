@@ -1,0 +1,29 @@
+"""The tutorial's own commands work in the steps, exactly as it gives them."""
+
+import re
+import subprocess
+import sys
+
+from workshop.browser import HOW_TO_GET_CHROMIUM
+from workshop.requirements import part_missing
+from workshop.steps import find_step
+
+
+def test_manage_py_test_chat_tests_runs_the_browser_tests_in_step4():
+    # Tutorial part 4: "python manage.py test chat.tests", with Django's test runner
+    # instead of pytest.
+    result = subprocess.run(
+        [sys.executable, "manage.py", "test", "chat.tests", "--noinput"],
+        cwd=find_step(4).path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+
+    assert result.returncode == 0, output[-4000:]
+    if "skipped=" in output:  # no browser here, and none required
+        part_missing(HOW_TO_GET_CHROMIUM, "REQUIRE_BROWSER")
+    ran = re.search(r"^Ran (\d+) tests? in", output, re.MULTILINE)
+    assert ran and int(ran.group(1)) >= 2, output[-4000:]
+    assert "\nOK\n" in output, output[-4000:]
