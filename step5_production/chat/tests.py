@@ -9,6 +9,7 @@ from pathlib import Path
 from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connections
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -25,6 +26,12 @@ class TwoUsersChatTests(ChannelsLiveServerTestCase):
 
     @classmethod
     def setUpClass(cls):
+        # The live server is forked from this process. SQLite (in WAL mode here, see
+        # DATABASES) must not have a connection open across a fork: the child
+        # inherits SQLite's record of the file's locks but not the locks, and reads
+        # stale data (a user created by a later test "does not exist"). Django
+        # opens a new connection when this process next needs one.
+        connections.close_all()
         super().setUpClass()
         cls.drivers = []
         try:
@@ -116,6 +123,29 @@ class TwoUsersChatTests(ChannelsLiveServerTestCase):
             self.bob_browser.execute_script("return window.injected") is None,
             "the message's markup ran code in bob's browser",
         )
+
+    def test_a_message_the_server_refuses_stays_in_the_box_with_the_reason(self):
+        too_long = "é" * 2049  # 4,098 bytes of UTF-8: over the 4 KiB limit
+        self._log_in(self.alice_browser, "alice")
+        self._enter_room(self.alice_browser, "lobby")
+        box = self.alice_browser.find_element(By.ID, "chat-message-input")
+        # Typed by script: 2,049 key presses would only make the test slow.
+        self.alice_browser.execute_script(
+            "arguments[0].value = arguments[1]", box, too_long
+        )
+
+        self.alice_browser.find_element(By.ID, "chat-message-submit").click()
+
+        self._wait_until(
+            self.alice_browser,
+            lambda d: "at most 4096 bytes" in d.find_element(By.ID, "chat-error").text,
+            "the page did not say why the message was refused",
+        )
+        self._check(
+            box.get_property("value") == too_long,
+            "the refused message's text was lost from the box",
+        )
+        self._check(self._log(self.alice_browser) == "", "a refused message was shown")
 
     def test_visitor_who_is_not_logged_in_is_sent_to_the_login_page(self):
         self.alice_browser.get(self.live_server_url + "/chat/lobby/")
