@@ -53,7 +53,8 @@ def local_redis_for(step: Step, required: bool) -> tuple[dict, RedisServer | Non
         return {"REDIS_URL": ""}, None
     server = RedisServer(executable).start()
     print(
-        f"== Redis: started redis-server for this run at {server.url} (stops with the server)"
+        f"== Redis: started redis-server for this run at {server.url} (stops with the server)\n"
+        f"   Commands in another terminal reach this server with REDIS_URL={server.url}"
     )
     return {"REDIS_URL": server.url}, server
 
