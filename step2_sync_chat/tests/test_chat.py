@@ -113,6 +113,20 @@ async def test_channel_layer_round_trip(channel_layer):
     assert await channel_layer.receive("test_channel") == {"type": "hello"}
 
 
+async def test_a_crowd_joins_chats_and_leaves_at_once(channel_layer):
+    # More sockets at once than redis-py 8's default pool of 100 connections: see
+    # CHANNEL_LAYERS. Every join and leave is a Redis command in flight.
+    crowd = await asyncio.gather(*(joined("lobby") for _ in range(150)))
+    assert len(await group_members(channel_layer, "chat_lobby")) == 150
+
+    await crowd[0].send_json_to({"message": "hello, everyone"})
+
+    for client in crowd:
+        assert await received_messages(client, 1) == ["hello, everyone"]
+    await asyncio.gather(*(client.disconnect() for client in crowd))
+    assert await group_members(channel_layer, "chat_lobby") == set()
+
+
 @pytest.mark.parametrize("channel_layer", ["redis"], indirect=True)
 async def test_idle_client_still_chats_after_six_seconds_on_redis(channel_layer):
     # Longer than redis-py 8's default 5-second read timeout: see CHANNEL_LAYERS.

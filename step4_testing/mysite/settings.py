@@ -97,6 +97,12 @@ if REDIS_URL:
                         # for ~5 s died with "redis.exceptions.TimeoutError: Timeout
                         # reading from ...". No read timeout, as before redis-py 8.
                         "socket_timeout": None,
+                        # redis-py 8 also caps a connection pool at 100 connections and
+                        # raises MaxConnectionsError beyond: every group_add, group_discard
+                        # and group_send of this process shares one pool, so a crowd of
+                        # async consumers joining or leaving at once crashed. Allow as
+                        # many as a Redis server accepts by default (maxclients).
+                        "max_connections": 10_000,
                     }
                 ],
             },

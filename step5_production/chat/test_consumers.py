@@ -18,7 +18,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.management import CommandError, call_command
 
 from chat.consumers import CLOSE_LOGIN_REQUIRED
-from chat.models import Message
+from chat.models import Message, Presence
 from mysite.asgi import application
 from workshop.layers import group_members
 
@@ -349,6 +349,24 @@ async def test_disconnect_leaves_every_group(open_socket, channel_layer):
 
     assert await group_members(channel_layer, "chat_lobby") == set()
     assert await group_members(channel_layer, "notifications") == set()
+
+
+async def test_a_crowd_joins_chats_and_leaves_at_once(open_socket, channel_layer):
+    # More sockets at once than redis-py 8's default pool of 100 connections: see
+    # CHANNEL_LAYERS. Every join and leave is a Redis command in flight.
+    crowd = await asyncio.gather(
+        *(joined(open_socket, f"user{number}") for number in range(150))
+    )
+    assert len(await group_members(channel_layer, "chat_lobby")) == 150
+
+    await crowd[0].send_json_to({"type": "message", "text": "hello, everyone"})
+
+    for member in crowd:
+        assert (await next_message(member))["text"] == "hello, everyone"
+    await asyncio.gather(*(member.disconnect() for member in crowd))
+    assert await group_members(channel_layer, "chat_lobby") == set()
+    assert await group_members(channel_layer, "notifications") == set()
+    assert await database_sync_to_async(Presence.objects.count)() == 0
 
 
 # --- notifications -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from workshop.layers import TEST_PREFIX
 from workshop.ports import free_port
 from workshop.servers import ServerProcess, runserver
 from workshop.steps import find_step
@@ -361,3 +362,38 @@ async def test_redis_layer_with_socket_timeout_none_waits_quietly(redis_url):
             await asyncio.wait_for(layer.receive(channel), timeout=7)
     finally:
         await layer.close_pools()
+
+
+async def crowd_joins(layer, size=150):
+    channels = [await layer.new_channel() for _ in range(size)]
+    try:
+        await asyncio.gather(*(layer.group_add("chat_lobby", c) for c in channels))
+    finally:
+        await layer.flush()
+        await layer.close_pools()
+
+
+async def test_redis_py_8_pool_of_100_connections(redis_url):
+    import redis
+    from channels_redis.core import RedisChannelLayer
+
+    # The read-timeout fix alone, without "max_connections".
+    host = {"address": redis_url, "socket_timeout": None}
+    layer = RedisChannelLayer(hosts=[host], prefix=TEST_PREFIX)
+
+    with pytest.raises(redis.exceptions.MaxConnectionsError) as error:
+        await crowd_joins(layer)
+
+    assert_reproduced(
+        "redis.exceptions.MaxConnectionsError: Too many connections",
+        f"redis.exceptions.MaxConnectionsError: {error.value}",
+    )
+
+
+async def test_redis_layer_with_max_connections_serves_a_crowd(redis_url):
+    from channels_redis.core import RedisChannelLayer
+
+    host = {"address": redis_url, "socket_timeout": None, "max_connections": 10_000}
+    layer = RedisChannelLayer(hosts=[host], prefix=TEST_PREFIX)
+
+    await crowd_joins(layer)  # no error
