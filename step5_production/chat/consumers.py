@@ -12,6 +12,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from . import store
+from .heartbeat import heartbeat
 from .room_names import is_valid_room_name
 
 # Close code for a socket opened without a logged-in user. The page sends the
@@ -43,13 +44,25 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     restart) gets them from the database.
     """
 
+    joined = False  # in the room's group, with a presence row and a heartbeat
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A send to a socket that dropped a moment earlier can end the consumer
+            # before its websocket.disconnect arrives: uvicorn raises
+            # ClientDisconnected from send(), and then disconnect() never runs
+            # (django/channels issue 1466). Leave the room however the consumer
+            # ends, or the user would stay "online" and in the group for good.
+            await self.leave()
+
     # --- WebSocket handlers: the browser talks to us -------------------------------
 
     async def connect(self):
         self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
         self.room_group_name = f"chat_{self.room_name}"
         self.user = self.scope["user"]
-        self.joined = False
         # Refuse the handshake for a name the channel layer cannot use.
         if not is_valid_room_name(self.room_name):
             await self.close()
@@ -64,8 +77,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # Join the groups first, then read the history: a message stored in between
         # arrives twice (history and event) and the second copy is skipped, but none
         # can fall between the two.
-        await self.channel_layer.group_add(self.room_group_name, self.channel_name)
-        await self.channel_layer.group_add(NOTIFICATIONS_GROUP, self.channel_name)
+        await self.join_groups()
         self.joined = True
         self.sent_times = deque()  # when this socket's recent messages were sent
         self.delivered = 0  # the number of the newest message this socket has
@@ -79,18 +91,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.room_name, self.user, self.channel_name
         )
         await self.broadcast_presence()
-        self.heartbeat = asyncio.create_task(self.beat())
+        # From now on the process's heartbeat keeps this socket's groups and
+        # presence fresh, and catches up what the layer dropped (chat/heartbeat.py).
+        heartbeat().add(self)
 
     async def disconnect(self, close_code):
-        if not self.joined:
-            return
-        self.heartbeat.cancel()
-        if self.gap_timer:
-            self.gap_timer.cancel()
-        await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
-        await self.channel_layer.group_discard(NOTIFICATIONS_GROUP, self.channel_name)
-        await database_sync_to_async(store.leave)(self.channel_name)
-        await self.broadcast_presence()
+        await self.leave()
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """A frame from the browser. Anything but a valid message gets an "error"
@@ -219,6 +225,28 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- Helpers -------------------------------------------------------------------
 
+    async def leave(self):
+        """Leave the room: once, whether the socket closed or the consumer failed."""
+        if not self.joined:
+            return
+        self.joined = False
+        heartbeat().discard(self)
+        if self.gap_timer:
+            self.gap_timer.cancel()
+        await self.leave_groups()
+        await database_sync_to_async(store.leave)(self.channel_name)
+        await self.broadcast_presence()
+
+    async def join_groups(self):
+        """This socket's room, and everyone (for notifications). Also called by the
+        heartbeat: joining a group again is harmless, and repairs a lost membership."""
+        await self.channel_layer.group_add(self.room_group_name, self.channel_name)
+        await self.channel_layer.group_add(NOTIFICATIONS_GROUP, self.channel_name)
+
+    async def leave_groups(self):
+        await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
+        await self.channel_layer.group_discard(NOTIFICATIONS_GROUP, self.channel_name)
+
     def requested_after(self):
         """The number a reconnecting page says it has seen (?after=41), or None."""
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
@@ -279,33 +307,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             pass  # events are queued; they will reveal the gap again
         finally:
             self.gap_timer = None
-
-    async def beat(self):
-        """Every few seconds, join the groups again: group memberships live in the
-        channel layer, so a Redis restart forgets them (and long-lived sockets would
-        reach group_expiry). Less often, keep this socket counted as present and pick
-        up any message the layer dropped after the last one that arrived."""
-        refresh = settings.CHAT_GROUP_REFRESH_SECONDS
-        beats_per_presence = max(
-            1, round(settings.PRESENCE_HEARTBEAT_SECONDS / refresh)
-        )
-        beat = 0
-        while True:
-            await asyncio.sleep(refresh)
-            await self.channel_layer.group_add(self.room_group_name, self.channel_name)
-            await self.channel_layer.group_add(NOTIFICATIONS_GROUP, self.channel_name)
-            beat += 1
-            if beat % beats_per_presence:
-                continue
-            await database_sync_to_async(store.still_here)(self.channel_name)
-            head = await database_sync_to_async(store.last_number)(self.room_name)
-            if head > self.delivered:
-                try:
-                    await self.channel_layer.send(
-                        self.channel_name, {"type": "chat.catch_up"}
-                    )
-                except ChannelFull:
-                    pass  # events are queued; the next one will reveal the gap
 
     def over_rate_limit(self):
         now = time.monotonic()

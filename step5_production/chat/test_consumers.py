@@ -16,6 +16,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.management import CommandError, call_command
+from uvicorn.protocols.utils import ClientDisconnected
 
 from chat.consumers import CLOSE_LOGIN_REQUIRED
 from chat.models import Message, Presence
@@ -367,6 +368,43 @@ async def test_a_crowd_joins_chats_and_leaves_at_once(open_socket, channel_layer
     assert await group_members(channel_layer, "chat_lobby") == set()
     assert await group_members(channel_layer, "notifications") == set()
     assert await database_sync_to_async(Presence.objects.count)() == 0
+
+
+class DropsDuringSend:
+    """The application, behind a server whose client vanishes: once `dropped`, every
+    send raises ClientDisconnected, as uvicorn's does for a socket that has just
+    gone and whose websocket.disconnect the consumer has not received yet."""
+
+    def __init__(self):
+        self.dropped = False
+
+    async def __call__(self, scope, receive, send):
+        async def send_unless_dropped(message):
+            if self.dropped:
+                raise ClientDisconnected()
+            await send(message)
+
+        return await application(scope, receive, send_unless_dropped)
+
+
+async def test_a_socket_that_drops_during_a_send_still_leaves_the_room(
+    open_socket, channel_layer
+):
+    alice = await joined(open_socket, "alice")
+    server = DropsDuringSend()
+    bob = WebsocketCommunicator(
+        server, "/ws/chat/lobby/", [BROWSER_ORIGIN, await session_cookie_for("bob")]
+    )
+    assert (await bob.connect())[0]
+    assert (await frames_until(alice, "presence"))["users"] == ["alice", "bob"]
+
+    server.dropped = True
+    await alice.send_json_to({"type": "message", "text": "bob, are you there?"})
+
+    assert (await frames_until(alice, "presence"))["users"] == ["alice"]
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1
+    with pytest.raises(ClientDisconnected):  # bob's consumer ended, as under uvicorn
+        await asyncio.wait_for(bob.future, timeout=3)
 
 
 # --- notifications -------------------------------------------------------------------------
