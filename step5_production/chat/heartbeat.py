@@ -96,12 +96,15 @@ class Heartbeat:
             {consumer.room_name for consumer in consumers},
         )
         for consumer in consumers:
-            if newest.get(consumer.room_name, 0) > consumer.delivered:
+            room_newest = newest.get(consumer.room_name, 0)
+            if room_newest > consumer.delivered:
                 try:
                     # Through the socket's own channel, so that the catch-up is
-                    # handled in turn with its messages, never at the same time.
+                    # handled in turn with its messages, never at the same time;
+                    # usually those messages were only queued, and it costs nothing.
                     await consumer.channel_layer.send(
-                        consumer.channel_name, {"type": "chat.catch_up"}
+                        consumer.channel_name,
+                        {"type": "chat.catch_up", "newest": room_newest},
                     )
                 except ChannelFull:
                     pass  # events are queued for it; the next one reveals the gap

@@ -120,6 +120,7 @@ async def run_room(
     origin: str,
     cookie: str = "",
     on_ready=None,
+    on_done=None,
     timeout: float = 90.0,
     quiet_after: float = 3.0,
 ) -> RoomResult:
@@ -128,6 +129,8 @@ async def run_room(
 
     on_ready() is called once everyone is connected and the room is quiet, before
     the first message: the place to read the server's CPU time and memory.
+    on_done() is called when the last delivery has arrived (or no more will),
+    before any socket closes: leaving is not part of what is measured.
     """
     clients = await open_clients(url, clients_count, protocol, origin, cookie)
     readers = [asyncio.create_task(c.read()) for c in clients]
@@ -156,6 +159,8 @@ async def run_room(
             elif time.monotonic() - last_change > quiet_after:
                 break  # nothing more is coming: the rest was dropped
             await asyncio.sleep(0.05)
+        if on_done:
+            on_done()
         finished = max((c.last_frame_at for c in clients), default=started)
         latencies = [latency for c in clients for latency in c.latencies]
         return RoomResult(

@@ -247,7 +247,8 @@ about the machine than about the code.
   message the server dropped silently shows up here.
 - **Burst**: {BURST_SENDERS} members of a {BURST_CLIENTS}-person room each send {BURST_MESSAGES} messages at once.
 - **CPU µs/delivery**: CPU time of the server processes (user + system, read with psutil)
-  during the measurement, divided by the deliveries. Redis' own CPU is not included.
+  from the first message sent until the last delivery arrived (before any client
+  leaves), divided by the deliveries. Redis' own CPU is not included.
 - **RSS KiB/idle conn**: growth of the server processes' resident memory when the N
   clients connect, divided by N (meaningful at N = {big}).
 - **Placement**: {report["placement"]}.

@@ -233,6 +233,9 @@ def measure_once(
             marks["cpu"] = cpu_seconds(server.pid)
             marks["rss"] = rss_bytes(server.pid)
 
+        def on_done():
+            marks["cpu_used"] = cpu_seconds(server.pid) - marks["cpu"]
+
         before_rss = rss_bytes(server.pid)
         result = asyncio.run(
             run_room(
@@ -244,10 +247,11 @@ def measure_once(
                 f"http://127.0.0.1:{port}",
                 cookie,
                 on_ready=on_ready,
+                on_done=on_done,
                 quiet_after=8.0 if variant.protocol == "step5" else 3.0,
             )
         )
-        cpu = cpu_seconds(server.pid) - marks["cpu"]
+        cpu = marks["cpu_used"]
         return {
             "received": result.received,
             "delivery_ratio": result.ratio,
