@@ -83,11 +83,16 @@ class Heartbeat:
         consumers = list(self.consumers)
         for start in range(0, len(consumers), REJOIN_BATCH):
             batch = consumers[start : start + REJOIN_BATCH]
-            await asyncio.gather(*(consumer.join_groups() for consumer in batch))
-            for consumer in batch:
+            results = await asyncio.gather(
+                *(consumer.join_groups() for consumer in batch), return_exceptions=True
+            )
+            for consumer, result in zip(batch, results, strict=True):
                 if consumer not in self.consumers:
-                    # It left while it was being joined again: make sure it is out.
+                    # It left while it was being joined again (and may have failed
+                    # for that reason): make sure it is out.
                     await consumer.leave_groups()
+                elif isinstance(result, Exception):
+                    raise result
 
     async def refresh_presence_and_catch_up(self):
         consumers = list(self.consumers)

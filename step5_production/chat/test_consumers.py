@@ -410,7 +410,7 @@ async def test_a_socket_that_drops_during_a_send_still_leaves_the_room(
 # --- notifications -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("channel_layer", ["redis"], indirect=True)
+@pytest.mark.parametrize("channel_layer", ["redis", "redis-pubsub"], indirect=True)
 async def test_notify_command_reaches_every_user(open_socket, channel_layer):
     alice = await joined(open_socket, "alice", room="lobby")
     bob = await joined(open_socket, "bob", room="kitchen")
@@ -423,7 +423,7 @@ async def test_notify_command_reaches_every_user(open_socket, channel_layer):
         assert frame["room"] is None
 
 
-@pytest.mark.parametrize("channel_layer", ["redis"], indirect=True)
+@pytest.mark.parametrize("channel_layer", ["redis", "redis-pubsub"], indirect=True)
 async def test_notify_command_with_a_room_reaches_only_that_room(
     open_socket, channel_layer
 ):

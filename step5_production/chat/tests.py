@@ -6,6 +6,7 @@ so one browser can only be one user.
 
 from pathlib import Path
 
+from asgiref.sync import SyncToAsync
 from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -21,17 +22,24 @@ ARTEFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "a-long-password-1"
 
 
+def close_every_database_connection():
+    """The live server is forked from this process. SQLite (in WAL mode here, see
+    DATABASES) must not have a connection open across a fork: the child inherits
+    SQLite's record of the file's locks but not the locks, and reads stale data (a
+    user created by a later test "does not exist"). Django opens new connections
+    when this process next needs them."""
+    connections.close_all()
+    # Consumer tests that ran earlier left a connection open (CONN_MAX_AGE) in the
+    # thread where database_sync_to_async runs its calls: close it there.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
 class TwoUsersChatTests(ChannelsLiveServerTestCase):
     serve_static = True
 
     @classmethod
     def setUpClass(cls):
-        # The live server is forked from this process. SQLite (in WAL mode here, see
-        # DATABASES) must not have a connection open across a fork: the child
-        # inherits SQLite's record of the file's locks but not the locks, and reads
-        # stale data (a user created by a later test "does not exist"). Django
-        # opens a new connection when this process next needs one.
-        connections.close_all()
+        close_every_database_connection()
         super().setUpClass()
         cls.drivers = []
         try:

@@ -108,13 +108,29 @@ REDIS_URL = os.environ.get("REDIS_URL")
 # (silently, for group_send). Raised from the default 100: a busy room's burst
 # should fit. A consumer that still misses messages catches up from the database.
 CHANNEL_CAPACITY = int(os.environ.get("CHANNEL_CAPACITY", "1000"))
+# Which of channels_redis' two layers: "core" (RedisChannelLayer, the default: each
+# member's messages wait in Redis, at most `capacity` of them) or "pubsub"
+# (RedisPubSubChannelLayer, in beta: one PUBLISH per group message, which each server
+# process hands to its own members; about half the server CPU in a big room, see
+# notes/performance.md, but a member's queue in the process has no limit).
+REDIS_LAYER = os.environ.get("REDIS_LAYER", "core")
+REDIS_LAYERS = {
+    "core": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+if REDIS_LAYER not in REDIS_LAYERS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"REDIS_LAYER={REDIS_LAYER!r}: use one of {', '.join(REDIS_LAYERS)}"
+    )
 if REDIS_URL:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": REDIS_LAYERS[REDIS_LAYER],
             "CONFIG": {
                 "hosts": [
                     {
@@ -138,11 +154,13 @@ if REDIS_URL:
                         "retry": Retry(ExponentialBackoff(cap=2, base=0.1), 12),
                     }
                 ],
-                "capacity": CHANNEL_CAPACITY,
-                "expiry": 60,
             },
         },
     }
+    if REDIS_LAYER == "core":
+        CHANNEL_LAYERS["default"]["CONFIG"].update(
+            {"capacity": CHANNEL_CAPACITY, "expiry": 60}
+        )
 else:
     CHANNEL_LAYERS = {
         "default": {
@@ -190,6 +208,12 @@ LOGGING = {
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
+        # Keep each thread's connection open between requests and consumer calls:
+        # opening an SQLite connection (and setting its pragmas) for every
+        # database_sync_to_async call cost as much as the query. Checked before
+        # reuse, so a broken connection is replaced.
+        "CONN_MAX_AGE": int(os.environ.get("DJANGO_CONN_MAX_AGE", "600")),
+        "CONN_HEALTH_CHECKS": True,
         # SQLITE_PATH lets a deployment (or a test) keep the database elsewhere.
         "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"),
         # Several workers share this file. IMMEDIATE: a transaction takes the write

@@ -66,14 +66,19 @@ def clients():
         client.close()
 
 
+# REDIS_LAYER for each of the Redis layers step 5 offers (see mysite/settings.py).
+REDIS_LAYERS = {"redis": "core", "redis-pubsub": "pubsub"}
+
+
 def has_texts(*texts):
     return lambda client: all(text in client.texts() for text in texts)
 
 
+@pytest.mark.parametrize("layer", REDIS_LAYERS)
 def test_clients_on_two_workers_chat_through_redis(
-    step_dir, database, redis_url, servers, clients
+    step_dir, database, redis_url, servers, clients, layer
 ):
-    env = {**database, "REDIS_URL": redis_url}
+    env = {**database, "REDIS_URL": redis_url, "REDIS_LAYER": REDIS_LAYERS[layer]}
     worker_a, worker_b = servers(env), servers(env)
     alice_cookie, bob_cookie = login_cookies(step_dir, env, ["alice", "bob"])
     alice = clients(worker_a.port, alice_cookie)
@@ -87,10 +92,15 @@ def test_clients_on_two_workers_chat_through_redis(
     assert bob.wait_for(has_texts("from worker A", "from worker B"))
 
 
+@pytest.mark.parametrize("layer", REDIS_LAYERS)
 def test_redis_restart_mid_conversation(
-    step_dir, database, redis_server, servers, clients
+    step_dir, database, redis_server, servers, clients, layer
 ):
-    env = {**database, "REDIS_URL": redis_server.url}
+    env = {
+        **database,
+        "REDIS_URL": redis_server.url,
+        "REDIS_LAYER": REDIS_LAYERS[layer],
+    }
     server = servers(env)
     alice_cookie, bob_cookie = login_cookies(step_dir, env, ["alice", "bob"])
     alice, bob = clients(server.port, alice_cookie), clients(server.port, bob_cookie)
@@ -149,18 +159,24 @@ BURST_SENDERS, BURST_MESSAGES, ROOM_SIZE = 5, 40, 10
 
 @pytest.mark.parametrize(
     "layer, capacity",
-    [("redis", "1000"), ("redis", "20"), ("in-memory", "1000")],
-    ids=["redis", "redis-small-capacity", "in-memory"],
+    [
+        ("redis", "1000"),
+        ("redis", "20"),
+        ("redis-pubsub", "1000"),
+        ("in-memory", "1000"),
+    ],
+    ids=["redis", "redis-small-capacity", "redis-pubsub", "in-memory"],
 )
 def test_burst_reaches_every_member(
     step_dir, database, request, servers, clients, layer, capacity
 ):
     """5 members of a 10-person room each send 40 messages as fast as they can:
     every member gets all 200, in order (through the layer, or caught up)."""
-    redis_url = request.getfixturevalue("redis_url") if layer == "redis" else ""
+    redis_url = request.getfixturevalue("redis_url") if layer in REDIS_LAYERS else ""
     env = {
         **database,
         "REDIS_URL": redis_url,
+        "REDIS_LAYER": REDIS_LAYERS.get(layer, "core"),
         "CHANNEL_CAPACITY": capacity,
         # A burst is what this test is about: lift the per-socket rate limit.
         "CHAT_MAX_MESSAGES_PER_SECOND": "1000",

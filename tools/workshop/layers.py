@@ -10,20 +10,26 @@ from unittest import mock
 TEST_PREFIX = "workshop-test"
 
 
-def channel_layers_from_settings(redis_url: str | None) -> dict:
-    """CHANNEL_LAYERS exactly as the step's settings build it, with or without REDIS_URL.
+def channel_layers_from_settings(
+    redis_url: str | None, environment: dict | None = None
+) -> dict:
+    """CHANNEL_LAYERS exactly as the step's settings build it, with or without REDIS_URL
+    (and with `environment`, such as REDIS_LAYER, set for it).
 
     The settings module is run again in a scratch namespace, so the tests use the
     configuration a learner gets (including its Redis connection options),
     not a copy of it.
     """
     settings_module = os.environ["DJANGO_SETTINGS_MODULE"]
-    environment = {
-        key: value for key, value in os.environ.items() if key != "REDIS_URL"
+    chosen = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("REDIS_URL", "REDIS_LAYER")
     }
+    chosen.update(environment or {})
     if redis_url:
-        environment["REDIS_URL"] = redis_url
-    with mock.patch.dict(os.environ, environment, clear=True):
+        chosen["REDIS_URL"] = redis_url
+    with mock.patch.dict(os.environ, chosen, clear=True):
         settings_file = importlib.util.find_spec(settings_module).origin
         namespace = runpy.run_path(settings_file, run_name="workshop_settings_copy")
     return namespace["CHANNEL_LAYERS"]
@@ -31,6 +37,9 @@ def channel_layers_from_settings(redis_url: str | None) -> dict:
 
 async def group_members(layer, group: str) -> set[str]:
     """The channel names in `group`, read from the layer's own storage."""
+    if hasattr(layer, "_get_layer"):  # channels_redis.pubsub: groups live per process
+        loop_layer = layer._get_layer()
+        return set(loop_layer.groups.get(loop_layer._get_group_channel_name(group), ()))
     if hasattr(layer, "groups"):  # channels.layers.InMemoryChannelLayer
         return set(layer.groups.get(group, {}))
     # channels_redis: a group is a sorted set of channel names on one Redis server.

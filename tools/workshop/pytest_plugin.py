@@ -5,7 +5,9 @@ fixtures exist once, here, instead of in a conftest.py copied into every step.
 
 - redis_url: a real redis-server on a free port for the test session (or REDIS_URL).
 - channel_layer: parametrised, so a test that asks for it runs once on the
-  in-memory layer and once on the Redis layer, each configured by the step's settings.
+  in-memory layer and once on the Redis layer, each configured by the step's settings
+  (a step's pytest.ini can name more layers: `channel_layers = in-memory redis
+  redis-pubsub`).
 - browser: a real headless Chromium driven by Selenium.
 - step_dir: the step folder the tests run in.
 """
@@ -21,8 +23,32 @@ from workshop.redis_server import ping, start_test_redis
 from workshop.requirements import part_missing
 
 
+def pytest_addoption(parser):
+    parser.addini(
+        "channel_layers",
+        "the channel layers a test that takes `channel_layer` runs on",
+        type="args",
+        default=["in-memory", "redis"],
+    )
+
+
 def pytest_configure(config):
     give_forked_children_a_fresh_asgiref_executor()
+
+
+def pytest_generate_tests(metafunc):
+    # A test's own @pytest.mark.parametrize("channel_layer", ...) wins.
+    if "channel_layer" in metafunc.fixturenames and not any(
+        "channel_layer" in mark.args[0]
+        for mark in metafunc.definition.iter_markers("parametrize")
+    ):
+        layers = metafunc.config.getini("channel_layers")
+        unknown = set(layers) - set(LAYER_BACKENDS)
+        if unknown:
+            raise pytest.UsageError(
+                f"channel_layers names {sorted(unknown)}; known: {sorted(LAYER_BACKENDS)}"
+            )
+        metafunc.parametrize("channel_layer", layers, indirect=True)
 
 
 def give_forked_children_a_fresh_asgiref_executor():
@@ -91,10 +117,13 @@ def redis_url(request) -> str:
 LAYER_BACKENDS = {
     "in-memory": "channels.layers.InMemoryChannelLayer",
     "redis": "channels_redis.core.RedisChannelLayer",
+    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
 }
+# What the settings are given to choose each layer (besides REDIS_URL).
+LAYER_ENVIRONMENT = {"redis-pubsub": {"REDIS_LAYER": "pubsub"}}
 
 
-@pytest_asyncio.fixture(params=list(LAYER_BACKENDS))
+@pytest_asyncio.fixture
 async def channel_layer(request, settings):
     """The step's channel layer, once in memory and once on a real Redis.
 
@@ -106,12 +135,16 @@ async def channel_layer(request, settings):
     from workshop.layers import TEST_PREFIX, channel_layers_from_settings
 
     redis_url = (
-        request.getfixturevalue("redis_url") if request.param == "redis" else None
+        request.getfixturevalue("redis_url")
+        if request.param.startswith("redis")
+        else None
     )
-    layers = copy.deepcopy(channel_layers_from_settings(redis_url))
+    chooser = LAYER_ENVIRONMENT.get(request.param, {})
+    layers = copy.deepcopy(channel_layers_from_settings(redis_url, chooser))
     backend = layers["default"]["BACKEND"]
     assert backend == LAYER_BACKENDS[request.param], (
-        f"with REDIS_URL={'set' if redis_url else 'unset'} the settings chose {backend}"
+        f"with REDIS_URL={'set' if redis_url else 'unset'} and {chooser} the settings"
+        f" chose {backend}"
     )
     if redis_url:
         layers["default"].setdefault("CONFIG", {})["prefix"] = TEST_PREFIX

@@ -77,6 +77,14 @@ class RedisServer:
             self.process.stdout.close()
         self.process = None
 
+    def flush_all(self) -> None:
+        """Delete every key: what one benchmark run left must not weigh on the next."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"FLUSHALL\r\n")
+            answer = sock.recv(64)
+        if not answer.startswith(b"+OK"):
+            raise RuntimeError(f"FLUSHALL answered {answer!r}")
+
     def restart(self) -> None:
         self.stop()
         self.start()

@@ -8,6 +8,7 @@ monotonic clocks agree.
 import asyncio
 import json
 import math
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ class RoomResult:
     expected: int  # deliveries to clients other than the sender
     received: int
     seconds: float
+    duplicates: int = 0  # messages a client received more than once (not counted above)
     latencies: list[float] = field(repr=False, default_factory=list)
 
     @property
@@ -41,17 +43,23 @@ class RoomResult:
 
 
 class Client:
-    def __init__(self, index: int, protocol: str):
+    def __init__(self, index: int, protocol: str, run: str):
         self.index = index
         self.protocol = protocol
+        # Messages of this run only: a room's history can hold an earlier run's.
+        self.run = run
         self.socket = None
         self.received = 0
+        self.duplicates = 0
+        self.seen: set[tuple[int, int]] = set()
         self.frames = 0
         self.latencies: list[float] = []
         self.last_frame_at = 0.0
 
     def frame_to_send(self, number: int) -> str:
-        payload = json.dumps({"s": self.index, "k": number, "t": time.monotonic()})
+        payload = json.dumps(
+            {"r": self.run, "s": self.index, "k": number, "t": time.monotonic()}
+        )
         if self.protocol == "step5":
             return json.dumps({"type": "message", "text": payload})
         return json.dumps({"message": payload})
@@ -75,13 +83,24 @@ class Client:
                     message = json.loads(payload)
                 except ValueError:
                     continue
-                if isinstance(message, dict) and message.get("s") != self.index:
-                    self.received += 1
-                    self.latencies.append(now - message["t"])
+                if (
+                    not isinstance(message, dict)
+                    or message.get("r") != self.run
+                    or message.get("s") == self.index
+                ):
+                    continue
+                key = (message["s"], message["k"])
+                if key in self.seen:
+                    self.duplicates += 1
+                    continue
+                self.seen.add(key)
+                self.received += 1
+                self.latencies.append(now - message["t"])
 
 
 async def open_clients(url: str, count: int, protocol: str, origin: str, cookie: str):
-    clients = [Client(index, protocol) for index in range(count)]
+    run = secrets.token_hex(4)
+    clients = [Client(index, protocol, run) for index in range(count)]
     headers = {"Cookie": cookie} if cookie else None
     batch = 50  # do not open a thousand handshakes at once
 
@@ -137,7 +156,8 @@ async def run_room(
     try:
         await settle(clients)
         for client in clients:
-            client.received, client.latencies = 0, []
+            client.received, client.duplicates, client.latencies = 0, 0, []
+            client.seen.clear()
         if on_ready:
             on_ready()
         expected = senders * per_sender * (clients_count - 1)
@@ -170,6 +190,7 @@ async def run_room(
             expected=expected,
             received=sum(c.received for c in clients),
             seconds=max(finished - started, 1e-6),
+            duplicates=sum(c.duplicates for c in clients),
             latencies=latencies,
         )
     finally:

@@ -12,6 +12,8 @@ from workshop.steps import ROOT
 NOTES = ROOT / "notes"
 FOLDER = NOTES / "performance"
 STEP5 = "step 5, Uvicorn, Redis"
+STEP5_PUBSUB = "step 5, Uvicorn, Redis pub/sub"
+STEP5_VARIANTS = (STEP5, STEP5_PUBSUB)
 SYNC = {
     "Daphne": "step 2 sync, Daphne, in-memory",
     "Uvicorn": "step 2 sync, Uvicorn, in-memory",
@@ -34,7 +36,11 @@ def check_quick(report: dict, variants: list[str]) -> list[str]:
                 problems.append(
                     f"{name}: delivered nothing ({row['scenario']}, N={row['clients']})"
                 )
-            if name == STEP5 and row["delivery_ratio"] < 1:
+            if row.get("duplicates"):
+                problems.append(
+                    f"{name}: {row['duplicates']} messages arrived twice ({row['scenario']})"
+                )
+            if name in STEP5_VARIANTS and row["delivery_ratio"] < 1:
                 problems.append(
                     f"{name}: delivered {row['received']} of {row['expected']} ({row['scenario']})"
                 )
@@ -72,24 +78,28 @@ def targets(rows: list[dict]) -> list[tuple[str, bool | None, str]]:
                     f" {sync['deliveries_per_second']:,.0f} deliveries/s)",
                 )
             )
-    step5 = [r for r in rows if r["variant"] == STEP5]
+    step5 = [r for r in rows if r["variant"] in STEP5_VARIANTS]
     if step5:
         worst = min(step5, key=lambda r: r["delivery_ratio"])
         found.append(
             (
-                "step 5 delivers 100 % in every run",
+                "step 5 delivers 100 % in every run (both Redis layers)",
                 all(r["delivery_ratio"] >= 1 for r in step5),
-                f"lowest: {worst['delivery_ratio']:.1%} ({worst['scenario']}, N = {worst['clients']})",
+                f"lowest: {worst['delivery_ratio']:.1%} ({worst['variant']},"
+                f" {worst['scenario']}, N = {worst['clients']})",
             )
         )
-        big = max(
-            (r for r in step5 if r["scenario"] == "throughput"),
-            key=lambda r: r["clients"],
-        )
+    for name in STEP5_VARIANTS:
+        throughput = [
+            r for r in rows if r["variant"] == name and r["scenario"] == "throughput"
+        ]
+        if not throughput:
+            continue
+        big = max(throughput, key=lambda r: r["clients"])
         if big.get("cpu_vs_baseline"):
             found.append(
                 (
-                    f"step 5's server CPU per delivery within 8× the baseline at N = {big['clients']}",
+                    f"{name}: server CPU per delivery within 8× the baseline at N = {big['clients']}",
                     big["cpu_vs_baseline"] <= 8,
                     f"{big['cpu_vs_baseline']:.1f}× ({big['cpu_us_per_delivery']:.0f} µs vs"
                     f" {big['cpu_us_per_delivery'] / big['cpu_vs_baseline']:.0f} µs)",
@@ -178,6 +188,7 @@ def write_notes(report: dict) -> list:
     async_big = find(rows, ASYNC["Uvicorn"], clients=big)
     redis_big = find(rows, "step 3 async, Uvicorn, Redis", clients=big)
     step5_big = find(rows, STEP5, clients=big)
+    pubsub_big = find(rows, STEP5_PUBSUB, clients=big)
     small = min(sizes)
     step5_small = find(rows, STEP5, clients=small)
     redis_small = find(rows, "step 3 async, Uvicorn, Redis", clients=small)
@@ -203,18 +214,23 @@ def write_notes(report: dict) -> list:
         )
     if any("within 8×" in t for t in missed):
         explanations.append(
-            "Step 5's CPU per delivery stays above 8× the baseline. Each delivery still goes"
-            " through the channel layer (channels_redis pushes the message into Redis once per"
-            " member, and the server pops them one by one) and through Channels' consumer"
-            " dispatch, which the raw server does not have: the tutorial's async consumer on"
-            " Redis pays the same. On top of that, every socket re-joins its two groups every"
-            " 5 seconds (so that a restarted Redis is repopulated) and refreshes its presence"
-            " every 20 seconds: with 1000 sockets, about 400 Redis commands and 100 database"
-            " calls a second in the background, counted here. Step 5 already removes the"
-            " per-delivery database hop and the per-member JSON encoding; what would go"
-            " further is a layer with one publish per message (channels_redis' pub/sub layer,"
-            " which this workshop does not offer yet) and a per-process rather than per-socket"
-            " group refresh."
+            "Where step 5's CPU per delivery stays above 8× the baseline, the cost is in the"
+            " parts every Channels consumer has and the raw server does not. On the default"
+            " Redis layer, channels_redis copies each group message into every member's list"
+            " in Redis (a Lua script per `group_send`) and the server pops them back one"
+            f" blocking call at a time: the tutorial's own consumer on Redis spends"
+            f" {value(redis_big, 'cpu_us_per_delivery')} µs per delivery at N = {big}. On the"
+            " pub/sub layer a group message is one `PUBLISH`, but each member's event is still"
+            " decoded (msgpack) and dispatched by Channels' consumer loop, which wraps every"
+            " event a socket receives in a new task and an `asyncio.wait` (in a profile at"
+            " N = 1000, `asyncio.wait` alone took about 15 % of the server's CPU). Step 5"
+            " adds nothing per"
+            " delivery on top: it calls its handlers without Channels' per-event trip to the"
+            " database thread, encodes each message once rather than once per member, and its"
+            " background work (joining groups again, presence, looking for dropped messages)"
+            " is one task and one database call per process every few seconds, whatever the"
+            " number of sockets. Going further means replacing Channels' dispatch loop, which"
+            " this workshop does not do."
         )
     if any("100 %" in t for t in missed):
         explanations.append(
@@ -238,13 +254,17 @@ about the machine than about the code.
   few lines, speaking the tutorial's protocol. It is the yardstick, not a competitor.
 - **Variants**: step 2 (synchronous consumer) and step 3 (asynchronous consumer) under
   Daphne and under Uvicorn on the in-memory layer; step 3 on the Redis layer; step 5
-  (users, stored history, presence) under Uvicorn on Redis.
+  (users, stored history, presence) under Uvicorn on Redis, with the default layer and
+  with the pub/sub layer (`REDIS_LAYER=pubsub`).
 - **Throughput**: N clients in one room ({", ".join(map(str, sizes))}); {report["plan"]["senders"]}
   of them send at once, as fast as they can, about {report["plan"]["deliveries"]:,}
   deliveries in all; each message carries a monotonic send time, and every *other*
   client records its latency. deliveries/s = deliveries / (last receipt − first send).
   **Delivered** = deliveries received / deliveries that should have been received, so a
-  message the server dropped silently shows up here.
+  message the server dropped silently shows up here. Each client counts a message once
+  (a second copy is reported as a duplicate, and fails `make bench-quick`), and only
+  the messages of the current run. Every measurement starts a fresh server on an empty
+  Redis; each variant has a database of its own.
 - **Burst**: {BURST_SENDERS} members of a {BURST_CLIENTS}-person room each send {BURST_MESSAGES} messages at once.
 - **CPU µs/delivery**: CPU time of the server processes (user + system, read with psutil)
   from the first message sent until the last delivery arrived (before any client
@@ -292,8 +312,9 @@ Python {machine["python"]}; {packages}; redis-server {machine["redis_server"] or
   {burst_ratio(ASYNC["Daphne"])} under Daphne; the baseline {burst_ratio(BASELINE)}. A channel holds
   at most `capacity` (100) messages; when a burst arrives faster than a consumer empties
   its channel, `group_send` skips that member **without any error**. Step 5 delivered
-  {burst_ratio(STEP5)}: messages are stored before they are broadcast, the capacity is raised,
-  and a consumer that sees a gap fetches what it missed. See
+  {burst_ratio(STEP5)} (on pub/sub {burst_ratio(STEP5_PUBSUB)}): messages are stored before they
+  are broadcast, the capacity is raised, and a consumer that sees a gap fetches what it
+  missed. See
   [channel-layers.md](channel-layers.md).
 - **What Redis costs.** The same async consumer on Redis spends {value(redis_small, "cpu_us_per_delivery")} µs of server
   CPU per delivery at N = {small} (in memory: {value(async_small, "cpu_us_per_delivery")} µs) and {value(redis_big, "cpu_us_per_delivery")} µs at N = {big}
@@ -310,11 +331,19 @@ Python {machine["python"]}; {packages}; redis-server {machine["redis_server"] or
 - **Step 5.** {value(step5_small, "cpu_us_per_delivery")} µs per delivery at N = {small}, {value(step5_big, "cpu_us_per_delivery")} µs at N = {big}
   ({value(step5_big, "cpu_vs_baseline", "{:.1f}")}× the baseline), with users, stored messages and presence, and
   delivery at 100 % as the goal (see Targets). In the small room each message's
-  database write is shared by only {small - 1} deliveries; in the big room the background work
-  of {big} sockets (re-joining their groups every 5 s, presence every 20 s) is counted
-  too. Its busiest path skips Channels' per-handler database check and encodes each
-  message once, not once per member. The benchmark's senders send as fast as they can;
-  the service's own limit is 10 messages a second per socket.
+  database write is shared by only {small - 1} deliveries. Its busiest path skips
+  Channels' per-handler trip to the database thread and encodes each message once, not
+  once per member, and one heartbeat per process does the background work of all its
+  sockets. The benchmark's senders send as fast as they can; the service's own limit is
+  10 messages a second per socket.
+- **What the pub/sub layer buys.** At N = {big}, step 5 spends {value(step5_big, "cpu_us_per_delivery")} µs per delivery on
+  channels_redis' default layer and {value(pubsub_big, "cpu_us_per_delivery")} µs on its pub/sub layer
+  (`REDIS_LAYER=pubsub`): one `PUBLISH` per message instead of a copy into every member's
+  list in Redis and a pop per member. The price: the layer is in beta, a member's queue
+  inside the server process has no limit (a client that stops reading is bounded only by
+  the server's ping timeout), and a message published while a process is reconnecting to
+  Redis is gone; step 5's catch-up from the database covers that loss, which is why it can
+  offer the layer at all.
 """
     notes_path = NOTES / "performance.md"
     notes_path.write_text(text)

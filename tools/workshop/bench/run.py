@@ -38,6 +38,7 @@ class Variant:
     server: str  # "baseline", "daphne" or "uvicorn"
     layer: str | None  # "in-memory", "redis" or None
     protocol: str  # "tutorial" or "step5"
+    env: tuple[tuple[str, str], ...] = ()  # settings the variant's server is given
 
 
 VARIANTS = [
@@ -48,6 +49,14 @@ VARIANTS = [
     Variant("step 3 async, Uvicorn, in-memory", 3, "uvicorn", "in-memory", "tutorial"),
     Variant("step 3 async, Uvicorn, Redis", 3, "uvicorn", "redis", "tutorial"),
     Variant("step 5, Uvicorn, Redis", 5, "uvicorn", "redis", "step5"),
+    Variant(
+        "step 5, Uvicorn, Redis pub/sub",
+        5,
+        "uvicorn",
+        "redis",
+        "step5",
+        (("REDIS_LAYER", "pubsub"),),
+    ),
 ]
 
 
@@ -67,6 +76,10 @@ FULL = Plan(sizes=(10, 100, 1000), deliveries=10_000, senders=4, burst=True)
 QUICK = Plan(sizes=(), deliveries=400, senders=4, burst=True)  # the burst alone
 # The burst of the step 5 issue: 5 members of a 10-person room send 40 each at once.
 BURST_CLIENTS, BURST_SENDERS, BURST_MESSAGES = 10, 5, 40
+
+
+def variant_slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
 # --- placing processes on cores ------------------------------------------------------
@@ -143,19 +156,24 @@ def server_command(variant: Variant, port: int) -> list[str]:
 
 
 def measure_variant(
-    variant, plan, redis_url, server_cores, client_cores, scratch
+    variant, plan, redis, server_cores, client_cores, scratch
 ) -> list[dict]:
     step_dir = find_step(variant.step).path if variant.step else ROOT / "tools"
     env = {
         **os.environ,
-        "REDIS_URL": redis_url if variant.layer == "redis" else "",
+        "REDIS_URL": redis.url if redis and variant.layer == "redis" else "",
         "PYTHONUNBUFFERED": "1",
+        **dict(variant.env),
     }
     cookie = ""
     if variant.protocol == "step5":
         env.update(
             {
-                "SQLITE_PATH": str(Path(scratch) / f"bench-step{variant.step}.sqlite3"),
+                # A database of its own: another variant's rooms would come back
+                # as history.
+                "SQLITE_PATH": str(
+                    Path(scratch) / f"{variant_slug(variant.name)}.sqlite3"
+                ),
                 # The benchmark measures throughput: lift the per-socket rate limit.
                 "CHAT_MAX_MESSAGES_PER_SECOND": "1000000",
                 "PRESENCE_HEARTBEAT_SECONDS": "5",
@@ -179,6 +197,10 @@ def measure_variant(
             "messages": senders * per_sender,
             "expected": senders * per_sender * (clients - 1),
         }
+        if redis and variant.layer == "redis":
+            # The groups of an earlier server (its dead channels included) must not
+            # get this one's messages.
+            redis.flush_all()
         try:
             row.update(
                 measure_once(
@@ -254,6 +276,7 @@ def measure_once(
         cpu = marks["cpu_used"]
         return {
             "received": result.received,
+            "duplicates": result.duplicates,
             "delivery_ratio": result.ratio,
             "deliveries_per_second": result.deliveries_per_second,
             "p50_ms": result.latency_ms(0.50),
@@ -284,6 +307,7 @@ def format_row(row: dict) -> str:
         f"  p50 {row['p50_ms']:>7.1f} ms  p99 {row['p99_ms']:>7.1f} ms"
         f"  delivered {row['delivery_ratio']:>7.2%}"
         f"  CPU {cpu if cpu is not None else float('nan'):>6.0f} µs/delivery"
+        + (f"  DUPLICATES {row['duplicates']}" if row.get("duplicates") else "")
     )
 
 
@@ -415,7 +439,7 @@ def main(argv=None) -> int:
                     measure_variant(
                         variant,
                         plan,
-                        redis.url if redis else "",
+                        redis,
                         server_cores,
                         client_cores,
                         scratch,
