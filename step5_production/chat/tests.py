@@ -4,6 +4,7 @@ Two headless Chromium instances (not two windows of one): windows share cookies,
 so one browser can only be one user.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from asgiref.sync import SyncToAsync
@@ -30,8 +31,14 @@ def close_every_database_connection():
     when this process next needs them."""
     connections.close_all()
     # Consumer tests that ran earlier left a connection open (CONN_MAX_AGE) in the
-    # thread where database_sync_to_async runs its calls: close it there.
-    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+    # thread where database_sync_to_async runs its calls: close it there. Then
+    # replace that thread's executor by a new one, which starts its thread only
+    # when first used: a child forked with the old one would wait forever for a
+    # thread it does not have.
+    executor = SyncToAsync.single_thread_executor
+    executor.submit(connections.close_all).result()
+    executor.shutdown()
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
 
 
 class TwoUsersChatTests(ChannelsLiveServerTestCase):

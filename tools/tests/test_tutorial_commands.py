@@ -4,17 +4,24 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from workshop.browser import HOW_TO_GET_CHROMIUM
 from workshop.requirements import part_missing
-from workshop.steps import find_step
+from workshop.steps import all_steps
+
+STEPS_WITH_BROWSER_TESTS = [
+    s for s in all_steps() if (s.path / "chat/tests.py").exists()
+]
 
 
-def test_manage_py_test_chat_tests_runs_the_browser_tests_in_step4():
+@pytest.mark.parametrize("step", STEPS_WITH_BROWSER_TESTS, ids=lambda step: step.name)
+def test_manage_py_test_chat_tests_runs_the_browser_tests(step):
     # Tutorial part 4: "python manage.py test chat.tests", with Django's test runner
-    # instead of pytest.
+    # instead of pytest (and so without the workshop's pytest plugin).
     result = subprocess.run(
         [sys.executable, "manage.py", "test", "chat.tests", "--noinput"],
-        cwd=find_step(4).path,
+        cwd=step.path,
         capture_output=True,
         text=True,
         timeout=300,
