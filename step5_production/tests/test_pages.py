@@ -1,5 +1,6 @@
 """The pages: logging in, signing up, the rooms, served by Daphne."""
 
+import os
 import subprocess
 import sys
 import urllib.request
@@ -145,6 +146,23 @@ def test_manage_py_check_passes(step_dir):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_an_unknown_redis_layer_is_refused_with_the_choices(step_dir):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=step_dir,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "REDIS_LAYER": "pubub",
+        },
+    )
+
+    assert result.returncode != 0
+    assert "REDIS_LAYER='pubub': use one of core, pubsub" in result.stderr
 
 
 def test_runserver_serves_the_login_page_and_warns_about_the_in_memory_layer(
