@@ -11,7 +11,7 @@ from asgiref.sync import SyncToAsync
 from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connections
+from django.db import connection, connections
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -63,6 +63,12 @@ class TwoUsersChatTests(ChannelsLiveServerTestCase):
         for driver in cls.drivers:
             driver.quit()
         super().tearDownClass()
+        # The live server process was killed with its database open, which leaves
+        # SQLite's -wal and -shm files behind; the last connection to close cleanly
+        # removes them. Without this, Django deletes test_db.sqlite3 but not those
+        # files, and the next run's new database starts next to a stale log.
+        connection.ensure_connection()
+        connections.close_all()
 
     def setUp(self):
         for name in ("alice", "bob"):
