@@ -19,6 +19,8 @@ STEPS_WITH_BROWSER_TESTS = [
 def test_manage_py_test_chat_tests_runs_the_browser_tests(step):
     # Tutorial part 4: "python manage.py test chat.tests", with Django's test runner
     # instead of pytest (and so without the workshop's pytest plugin).
+    for leftover in step.path.glob("test_db.sqlite3*"):
+        leftover.unlink()
     result = subprocess.run(
         [sys.executable, "manage.py", "test", "chat.tests", "--noinput"],
         cwd=step.path,
@@ -34,3 +36,7 @@ def test_manage_py_test_chat_tests_runs_the_browser_tests(step):
     ran = re.search(r"^Ran (\d+) tests? in", output, re.MULTILINE)
     assert ran and int(ran.group(1)) >= 2, output[-4000:]
     assert "\nOK\n" in output, output[-4000:]
+    # The test database goes, and with it SQLite's -wal and -shm files: a stale
+    # log next to the next run's new database is how SQLite files get corrupted.
+    left_behind = sorted(p.name for p in step.path.glob("test_db.sqlite3*"))
+    assert left_behind == [], f"left behind in {step.name}: {left_behind}"
