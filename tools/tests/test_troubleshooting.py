@@ -358,7 +358,8 @@ async def test_redis_layer_with_socket_timeout_none_waits_quietly(redis_url):
     layer = RedisChannelLayer(hosts=[{"address": redis_url, "socket_timeout": None}])
     channel = await layer.new_channel()
     try:
-        with pytest.raises(TimeoutError):  # our own limit, not Redis'
+        # asyncio.TimeoutError: on Python 3.10 it is not yet the built-in TimeoutError.
+        with pytest.raises(asyncio.TimeoutError):  # our own limit, not Redis'
             await asyncio.wait_for(layer.receive(channel), timeout=7)
     finally:
         await layer.close_pools()
