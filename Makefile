@@ -16,7 +16,16 @@ RUNS ?= 20
 WORKERS ?= 2
 BROWSER_TESTS ?= chat/tests.py
 
+# A Python named on the command line (or in the environment) gets a virtualenv of
+# its own, .venv-X.Y, so `make test PYTHON=python3.10` really runs 3.10 even when
+# .venv already holds another version.
+ifeq ($(origin VENV),undefined)
+ifneq ($(filter command line environment,$(origin PYTHON)),)
+VENV := .venv-$(shell "$(PYTHON)" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+else
 VENV := .venv
+endif
+endif
 PY := $(VENV)/bin/python
 READY := $(VENV)/.requirements-installed
 
@@ -96,11 +105,11 @@ format: $(READY) ## let ruff format and fix what it can
 	$(PY) -m ruff check --fix .
 
 clean: ## remove caches and test leftovers (keeps .venv and every db.sqlite3)
-	find . -path ./$(VENV) -prune -o -type d \( -name __pycache__ -o -name .pytest_cache -o -name test-artifacts \) -print -exec rm -rf {} +
+	find . -path './.venv*' -prune -o -type d \( -name __pycache__ -o -name .pytest_cache -o -name test-artifacts \) -print -exec rm -rf {} +
 	rm -rf .ruff_cache bench-results build
 
-distclean: clean ## also remove .venv (the next command reinstalls it)
-	rm -rf $(VENV)
+distclean: clean ## also remove .venv and any .venv-X.Y (the next command reinstalls it)
+	rm -rf .venv .venv-*
 
 $(READY): requirements.txt tools/bootstrap.sh
-	@PYTHON="$(PYTHON)" sh tools/bootstrap.sh
+	@PYTHON="$(PYTHON)" VENV="$(VENV)" sh tools/bootstrap.sh

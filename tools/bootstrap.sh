@@ -14,7 +14,11 @@ if ! command -v "$PYTHON" >/dev/null 2>&1; then
 fi
 
 # Written so that even an old Python 2 can run it and print its version.
-found=$("$PYTHON" -c 'import sys; print("%d.%d.%d" % tuple(sys.version_info[:3]))')
+if ! found=$("$PYTHON" -c 'import sys; print("%d.%d.%d" % tuple(sys.version_info[:3]))'); then
+    echo "error: '$PYTHON' is there but did not run (a pyenv shim for a version not selected?)." >&2
+    echo "       Name the interpreter by its path: make <target> PYTHON=/path/to/python3.12" >&2
+    exit 1
+fi
 if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then
     echo "error: this workshop needs Python 3.10 or newer, but '$PYTHON' is Python $found." >&2
     echo "       Install a newer Python and name it, for example: make <target> PYTHON=python3.12" >&2

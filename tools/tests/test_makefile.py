@@ -5,6 +5,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,50 @@ def test_a_python_older_than_3_10_says_which_version_it_found(tmp_path):
     )
     assert "PYTHON=python3.12" in result.stderr
     assert not Path(venv).exists(), "nothing is created with the wrong Python"
+
+
+def test_a_python_that_is_there_but_does_not_run_is_named(tmp_path):
+    # A stand-in for a pyenv shim of a version that is installed but not selected.
+    shim = tmp_path / "python3.10"
+    shim.write_text(
+        "#!/bin/sh\necho 'pyenv: python3.10: command not found' >&2\nexit 127\n"
+    )
+    shim.chmod(0o755)
+    venv = tmp_path / "venv"
+
+    result = subprocess.run(
+        ["sh", "tools/bootstrap.sh"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": str(shim), "VENV": str(venv)},
+    )
+
+    assert result.returncode != 0
+    assert f"error: '{shim}' is there but did not run" in result.stderr
+    assert "PYTHON=/path/to/python3.12" in result.stderr
+    assert not venv.exists()
+
+
+def test_a_python_named_on_the_command_line_gets_a_virtualenv_of_its_own():
+    # Otherwise an existing .venv would silently keep the Python it was made with.
+    version = "{}.{}".format(*sys.version_info[:2])
+
+    # Not the variables of the `make test` these tests may be running under.
+    clean = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON", "VENV"}
+    }
+
+    def dry_run(*arguments: str) -> str:
+        command = ["make", "--no-print-directory", "--dry-run", "test", *arguments]
+        return subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, env=clean, timeout=60
+        ).stdout
+
+    named = dry_run(f"PYTHON={sys.executable}")
+    default = dry_run()
+
+    assert f".venv-{version}/bin/python -m workshop.cli test" in named
+    assert "\n.venv/bin/python -m workshop.cli test" in "\n" + default
