@@ -6,7 +6,6 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -80,22 +79,29 @@ def test_a_port_that_is_not_a_port_is_refused_with_the_range(value):
     assert f"PORT must be a number from 1 to 65535, not '{value}'" in result.stderr
 
 
-def test_a_python_older_than_3_10_says_which_version_it_found(tmp_path):
-    # A stand-in for an old interpreter: it answers bootstrap.sh's two questions
-    # (the version, then "is it at least 3.10?") as Python 3.9.18 would.
-    old_python = tmp_path / "python3.9"
-    old_python.write_text(
-        '#!/bin/sh\ncase "$2" in *sys.exit*) exit 1 ;; *) echo 3.9.18 ;; esac\n'
-    )
-    old_python.chmod(0o755)
+def bootstrap_with_stand_in(tmp_path, name: str, script: str):
+    """Run tools/bootstrap.sh with PYTHON set to a stand-in interpreter (a shell script)."""
+    python = tmp_path / name
+    python.write_text(f"#!/bin/sh\n{script}\n")
+    python.chmod(0o755)
     venv = tmp_path / "venv"
-
     result = subprocess.run(
         ["sh", "tools/bootstrap.sh"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHON": str(old_python), "VENV": str(venv)},
+        env={**os.environ, "PYTHON": str(python), "VENV": str(venv)},
+    )
+    return python, venv, result
+
+
+def test_a_python_older_than_3_10_says_which_version_it_found(tmp_path):
+    # It answers bootstrap.sh's two questions (the version, then "is it at least
+    # 3.10?") as Python 3.9.18 would.
+    old_python, venv, result = bootstrap_with_stand_in(
+        tmp_path,
+        "python3.9",
+        'case "$2" in *sys.exit*) exit 1 ;; *) echo 3.9.18 ;; esac',
     )
 
     assert result.returncode != 0
@@ -104,24 +110,15 @@ def test_a_python_older_than_3_10_says_which_version_it_found(tmp_path):
         " Python 3.9.18." in result.stderr
     )
     assert "PYTHON=python3.12" in result.stderr
-    assert not Path(venv).exists(), "nothing is created with the wrong Python"
+    assert not venv.exists(), "nothing is created with the wrong Python"
 
 
 def test_a_python_that_is_there_but_does_not_run_is_named(tmp_path):
-    # A stand-in for a pyenv shim of a version that is installed but not selected.
-    shim = tmp_path / "python3.10"
-    shim.write_text(
-        "#!/bin/sh\necho 'pyenv: python3.10: command not found' >&2\nexit 127\n"
-    )
-    shim.chmod(0o755)
-    venv = tmp_path / "venv"
-
-    result = subprocess.run(
-        ["sh", "tools/bootstrap.sh"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHON": str(shim), "VENV": str(venv)},
+    # Like a pyenv shim of a version that is installed but not selected.
+    shim, venv, result = bootstrap_with_stand_in(
+        tmp_path,
+        "python3.10",
+        "echo 'pyenv: python3.10: command not found' >&2; exit 127",
     )
 
     assert result.returncode != 0
