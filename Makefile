@@ -104,7 +104,7 @@ format: $(READY) ## let ruff format and fix what it can
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-clean: ## remove caches and test leftovers (keeps .venv and every db.sqlite3)
+clean: ## remove caches and test leftovers (keeps every .venv and db.sqlite3)
 	find . -path './.venv*' -prune -o -type d \( -name __pycache__ -o -name .pytest_cache -o -name test-artifacts \) -print -exec rm -rf {} +
 	rm -rf .ruff_cache bench-results build
 

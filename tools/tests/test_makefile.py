@@ -121,8 +121,10 @@ def test_a_python_that_is_there_but_does_not_run_is_named(tmp_path):
         "echo 'pyenv: python3.10: command not found' >&2; exit 127",
     )
 
+    message = "is there but did not run (a pyenv shim for a version not selected?)."
     assert result.returncode != 0
-    assert f"error: '{shim}' is there but did not run" in result.stderr
+    assert f"error: '{shim}' {message}" in result.stderr
+    assert message in (ROOT / "notes" / "troubleshooting.md").read_text()
     assert "PYTHON=/path/to/python3.12" in result.stderr
     assert not venv.exists()
 
