@@ -7,7 +7,7 @@ import urllib.request
 from channels.routing import ProtocolTypeRouter
 
 from mysite.asgi import application
-from workshop.servers import runserver
+from testsupport.servers import runserver
 
 ROOM_PROMPT = "What chat room would you like to enter?"
 

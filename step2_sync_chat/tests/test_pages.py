@@ -9,11 +9,11 @@ import pytest
 from channels.routing import ProtocolTypeRouter
 
 from mysite.asgi import application
-from workshop.servers import runserver
+from testsupport.servers import runserver
 
 ROOM_PROMPT = "What chat room would you like to enter?"
 ROOM_NAME_RULE_START = "A room name can use only ASCII letters"
-ROOM_NAMES_THE_LAYER_REFUSES = ["café", "x" * 150, "has space"]
+ROOM_NAMES_THE_LAYER_REFUSES = ["café", "x" * 150, "has space", "a/b", "../x"]
 
 
 def test_index_page_asks_for_a_room_name(client):
@@ -39,14 +39,20 @@ def test_room_page_opens_a_socket_to_its_room(client):
 
 
 def test_room_name_is_escaped_in_the_page(client):
-    response = client.get("/chat/" + quote("</script><b>x") + "/")
+    # A name with markup is refused, and the page that says so shows it as text.
+    name = '<b id="injected">x</b>'
 
-    assert b"</script><b>x" not in response.content
+    response = client.get(f"/chat/{quote(name, safe='')}/")
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "&lt;b id=&quot;injected&quot;&gt;x&lt;/b&gt;" in page
+    assert '<b id="injected">' not in page
 
 
 @pytest.mark.parametrize("room_name", ROOM_NAMES_THE_LAYER_REFUSES)
 def test_room_page_explains_a_name_the_chat_cannot_use(client, room_name):
-    response = client.get(f"/chat/{quote(room_name)}/")
+    response = client.get(f"/chat/{quote(room_name, safe='')}/")
 
     assert response.status_code == 400
     page = response.content.decode()
@@ -54,10 +60,14 @@ def test_room_page_explains_a_name_the_chat_cannot_use(client, room_name):
     assert "WebSocket" not in page  # no socket is opened for it
 
 
-def test_room_name_with_a_slash_is_not_a_room(client):
-    # "/chat/../x/" is normalised by the browser before it is sent; encoded, the
-    # slash still splits the path, so no room view answers.
-    assert client.get("/chat/..%2Fx/").status_code == 404
+@pytest.mark.parametrize("path", ["/chat/a/b/", "/chat/a%2Fb/", "/chat/..%2Fx/"])
+def test_room_name_with_a_slash_gets_the_page_that_says_why(client, path):
+    # "a/b" typed into the address bar, or into the index page (which encodes it,
+    # as it does "../x", which a browser would otherwise shorten to "/x/").
+    response = client.get(path)
+
+    assert response.status_code == 400
+    assert ROOM_NAME_RULE_START in response.content.decode()
 
 
 def test_asgi_application_routes_http_and_websocket():

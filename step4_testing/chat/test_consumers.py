@@ -5,7 +5,7 @@ mysite.asgi.application (origin check, auth middleware, routing and consumer
 included), sends frames and receives what the consumer sends back. No server,
 no browser, no network: these tests run in milliseconds.
 
-Each test takes the `channel_layer` fixture (tools/workshop/pytest_plugin.py), so it
+Each test takes the `channel_layer` fixture (conftest.py), so it
 runs twice: on the in-memory layer and on the Redis layer of a real redis-server.
 `async def` tests run in an event loop thanks to pytest-asyncio (asyncio_mode =
 auto in pytest.ini).
@@ -15,7 +15,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from mysite.asgi import application
-from workshop.layers import group_members
+from testsupport.layers import group_members
 
 # What a browser sends from a page served by the test server. Without an Origin the
 # AllowedHostsOriginValidator refuses the handshake.
@@ -62,9 +62,11 @@ async def test_message_is_echoed_to_its_sender_once(open_socket):
     alice = await joined(open_socket)
 
     await alice.send_json_to({"message": "hello"})
+    # A barrier: a second copy of "hello" would come before this later message.
+    await alice.send_json_to({"message": "barrier"})
 
     assert await next_message(alice) == "hello"
-    assert await alice.receive_nothing(timeout=0.2), "the sender got a second copy"
+    assert await next_message(alice) == "barrier", "the sender got a second copy"
 
 
 async def test_message_fans_out_to_every_socket_in_the_room(open_socket):
@@ -83,9 +85,12 @@ async def test_rooms_are_isolated(open_socket):
     kitchen = await joined(open_socket, "kitchen")
 
     await lobby.send_json_to({"message": "lobby only"})
-
     assert await next_message(lobby) == "lobby only"
-    assert await kitchen.receive_nothing(timeout=0.3), "a message crossed rooms"
+    # A barrier: the kitchen speaks after the lobby's message was sent. Had that
+    # message reached the kitchen, it would be queued before this one.
+    await kitchen.send_json_to({"message": "kitchen only"})
+
+    assert await next_message(kitchen) == "kitchen only", "a message crossed rooms"
 
 
 async def test_disconnect_removes_the_socket_from_the_rooms_group(
@@ -124,10 +129,10 @@ async def test_nothing_arrives_until_someone_speaks(open_socket):
     alice = await joined(open_socket)
     bob = await joined(open_socket)
 
-    assert await alice.receive_nothing(timeout=0.3)
-
     await bob.send_json_to({"message": "now"})
-    assert await next_message(alice) == "now"
+
+    # The first frame alice receives is bob's message: nothing came before it.
+    assert await alice.receive_json_from(timeout=2) == {"message": "now"}
 
 
 async def test_200_connect_disconnect_cycles_leave_nobody_in_the_group(

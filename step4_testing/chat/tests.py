@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 
-from workshop.browser import make_driver, save_failure_artefacts
+from testsupport.browser import make_driver, save_failure_artefacts
 
 # Screenshots and console logs of failed tests go here (git ignores the folder).
 ARTEFACTS = Path(settings.BASE_DIR) / "test-artifacts"
@@ -29,7 +29,7 @@ class ChatTests(ChannelsLiveServerTestCase):
         super().setUpClass()
         try:
             # Differs from the official tutorial (`webdriver.Chrome()`): a headless
-            # browser found by tools/workshop/browser.py, or a skip that says how
+            # browser found by testsupport/browser.py, or a skip that says how
             # to install one.
             cls.driver = make_driver()
         except BaseException:
@@ -187,6 +187,22 @@ class ChatTests(ChannelsLiveServerTestCase):
             "Clicking Enter did not open the room",
         )
         self._wait_until_socket_open()
+
+    def test_a_room_name_the_chat_cannot_use_gets_a_page_that_says_why(self):
+        for room_name in ("a/b", "../x", "café"):
+            self.driver.get(self.live_server_url + "/chat/")
+            self.driver.find_element(By.ID, "room-name-input").send_keys(
+                room_name, Keys.ENTER
+            )
+            self._wait_until(
+                lambda driver: driver.find_elements(By.ID, "room-name-refused"),
+                f"Entering {room_name!r} did not lead to the page that says why",
+            )
+            self._check(
+                f"There can be no room called “{room_name}”"
+                in self.driver.find_element(By.ID, "room-name-refused").text,
+                f"The page does not name {room_name!r}",
+            )
 
     # === Utility ===
 

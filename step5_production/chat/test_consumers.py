@@ -21,7 +21,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 from chat.consumers import CLOSE_LOGIN_REQUIRED
 from chat.models import Message, Presence
 from mysite.asgi import application
-from workshop.layers import group_members
+from testsupport.layers import group_members
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 
-from workshop.browser import make_driver, save_failure_artefacts
+from testsupport.browser import make_driver, save_failure_artefacts
 
 ARTEFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "a-long-password-1"

@@ -11,7 +11,7 @@ from channels.routing import ProtocolTypeRouter
 from django.contrib.auth.models import User
 
 from mysite.asgi import application
-from workshop.servers import runserver
+from testsupport.servers import runserver
 
 ROOM_PROMPT = "What chat room would you like to enter?"
 ROOM_NAME_RULE_START = "A room name can use only ASCII letters"

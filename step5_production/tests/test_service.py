@@ -1,7 +1,7 @@
 """The service as it runs: real server processes, a real redis-server, real faults.
 
 Each test starts uvicorn (the production server) on its own database file and
-talks to it over TCP like a browser would (tools/workshop/chat_client.py behaves
+talks to it over TCP like a browser would (testsupport/chat_client.py behaves
 like the room page: on a dropped socket it reconnects with ?after=<last number>).
 """
 
@@ -14,10 +14,9 @@ import time
 
 import pytest
 
-from workshop.accounts import login_cookies, migrate
-from workshop.chat_client import ChatClient
-from workshop.ports import free_port
-from workshop.servers import ServerProcess
+from testsupport.accounts import login_cookies, migrate
+from testsupport.chat_client import ChatClient
+from testsupport.servers import ServerProcess, free_port
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import tempfile
 from workshop.requirements import part_missing
 
 HOW_TO_GET_CHROMIUM = (
-    "no Chromium/Chrome with a driver found: apt install chromium chromium-driver"
+    "needs Chromium: no Chromium/Chrome with a driver found: apt install chromium chromium-driver"
     " | brew install --cask google-chrome | or set CHROME_BIN and CHROMEDRIVER"
 )
 BROWSER_NAMES = (

@@ -1,17 +1,18 @@
-"""The commands behind the Makefile: python -m workshop.cli {serve,test,diff,redis,steps}.
+"""The workshop's commands: `python workshop.py <command>`, or `make <target>`.
 
+workshop.py (standard library only) makes the virtualenv and runs this module in it.
 Every error a learner can cause (a step that does not exist, a port in use, ...)
-ends with a one-paragraph message and exit status 2, never a traceback.
+ends with a short message and exit status 2, never a traceback; stopping a server
+with Ctrl+C is normal and ends with exit status 0.
 """
 
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import time
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from workshop.diffs import BOLD, RESET, colour_lines, html_page, step_diff
@@ -25,19 +26,73 @@ class UserError(Exception):
     """A mistake in how a command was called; its message says how to fix it."""
 
 
-# --- make stepN ------------------------------------------------------------------
+# (make form, python form, what it does): `help` prints this table.
+COMMANDS = [
+    ("make stepN", "python workshop.py step N", "run step N on http://127.0.0.1:8000/chat/ (PORT=8001 / --port 8001)"),
+    ("make stepN-workers", "python workshop.py workers N", "step N under uvicorn with several worker processes on Redis (WORKERS=2)"),
+    ("make demo-inmemory-workers", "python workshop.py demo-inmemory-workers", "two workers, one room: who gets a message on the in-memory layer, and on Redis"),
+    ("make test", "python workshop.py test", "every step's tests, several at once, one summary line per step"),
+    ("make test-stepN", "python workshop.py test N", "step N's tests (PYTEST_ARGS=\"-x -k lobby\" / --pytest-args ...)"),
+    ("make redis", "python workshop.py redis", "run redis-server on port 6379 (or say how to install it)"),
+    ("make diff FROM=2 TO=3", "python workshop.py diff 2 3", "what a lesson changed, code first (WORDS=1 / --words: mark changed words)"),
+    ("make diff-html FROM=2 TO=3", "python workshop.py diff-html 2 3", "the same as a page to project: build/step2-to-step3.html"),
+    ("make diffs", "python workshop.py diffs", "regenerate notes/diffs/ (every consecutive pair of steps)"),
+    ("make check-steps", "python workshop.py check-steps", "check that each step changes only its lesson's files (lessons.ini)"),
+    ("make test-tools", "python workshop.py test tools", "the tooling's own tests (lesson checks, troubleshooting entries, mutants)"),
+    ("make ci", "python workshop.py ci", "everything CI runs: lint, check-steps, every suite, mutants, standalone steps, other Pythons"),
+    ("make flake-check", "python workshop.py flake-check 4", "step 4's browser tests 20 times in a row (RUNS= / --runs)"),
+    ("make bench", "python workshop.py bench", "measure the steps' servers against a raw WebSocket baseline; regenerates notes/performance.md"),
+    ("make bench-quick", "python workshop.py bench --quick", "the short smoke run of the benchmark (CI)"),
+    ("make lint", "python workshop.py lint", "ruff check and ruff format --check over every step and the tooling"),
+    ("make format", "python workshop.py format", "let ruff format and fix what it can"),
+    ("make clean", "python workshop.py clean", "remove caches and test leftovers (keeps .venv and every db.sqlite3)"),
+    ("make distclean", "python workshop.py distclean", "also remove .venv (the next command re-creates it)"),
+]  # fmt: skip
 
 
-def step_prefers_redis(step: Step) -> bool:
+def help_text() -> str:
+    lines = [
+        f"Channels Chat Workshop. Steps: {describe_steps()}",
+        f"Python {sys.version.split()[0]} in {Path(sys.prefix).name}"
+        " (another one: make <target> PYTHON=python3.12, or"
+        " python workshop.py --python python3.12 <command>)",
+        "",
+    ]
+    width = max(len(make) for make, _, _ in COMMANDS)
+    for make, python, what in COMMANDS:
+        lines.append(f"  {make:<{width}}  {what}")
+        lines.append(f"  {'':<{width}}  without make: {python}")
+    return "\n".join(lines)
+
+
+def python_line() -> str:
+    return f"Python {sys.version.split()[0]} in {Path(sys.prefix).name}"
+
+
+# --- make stepN ----------------------------------------------------------------------
+
+
+def lesson_setting(step: Step, key: str) -> str | None:
     lesson = read_manifest().get(step.name)
-    return bool(lesson and lesson.settings.get("redis") == "preferred")
+    return lesson.settings.get(key) if lesson else None
+
+
+REDIS_INSTALL_HELP = """\
+redis-server is not installed. Any one of these gives you a Redis on port 6379:
+
+  Debian/Ubuntu: sudo apt install redis-server
+  macOS:         brew install redis && brew services start redis
+  Docker:        docker run --rm -p 6379:6379 redis:7
+  Windows:       Memurai (a Redis for Windows), or WSL with the Debian/Ubuntu command
+
+Then run a step on it:  REDIS_URL=redis://127.0.0.1:6379/0 make step2
+   (without make, set REDIS_URL in the environment, then: python workshop.py step 2)"""
 
 
 def local_redis_for(step: Step, required: bool) -> tuple[dict, RedisServer | None]:
-    """REDIS_URL for a step that wants Redis: the given one, or a redis-server of ours.
-
-    Returns the environment to add and the server to stop afterwards (or None).
-    """
+    """REDIS_URL for a step that wants Redis: the given one, or a redis-server of ours
+    on the usual port 6379 when it is free (so that other terminals can use the usual
+    URL), else on a free port. Returns the environment to add and the server to stop."""
     if os.environ.get("REDIS_URL"):
         print(f"== Redis: using REDIS_URL={os.environ['REDIS_URL']}")
         return {}, None
@@ -51,61 +106,71 @@ def local_redis_for(step: Step, required: bool) -> tuple[dict, RedisServer | Non
         print("== Redis: no redis-server found and no REDIS_URL: falling back to the")
         print("   in-memory channel layer (the server explains what that cannot do).")
         return {"REDIS_URL": ""}, None
-    server = RedisServer(executable).start()
+    port = 6379 if not port_in_use(6379) else None
+    server = RedisServer(executable, port=port).start()
     print(
-        f"== Redis: started redis-server for this run at {server.url} (stops with the server)\n"
-        f"   Commands in another terminal reach this server with REDIS_URL={server.url}"
+        f"== Redis: started redis-server for this run at {server.url} (it stops with"
+        f" the server)\n   Commands in another terminal reach it with"
+        f" REDIS_URL={server.url}"
     )
     return {"REDIS_URL": server.url}, server
 
 
 def run_until_interrupted(command: list[str], cwd: Path, env: dict) -> int:
-    """Run a server until it exits, or until Ctrl+C or SIGTERM stops it (and us)."""
-    import signal
+    """Run a server until it exits, or until Ctrl+C (or SIGTERM) stops it: then stop it
+    and end normally, with exit status 0."""
+    if hasattr(signal, "SIGTERM"):
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
+        def stop(signum, frame):
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGTERM, stop)
     process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env})
     try:
         return process.wait()
     except KeyboardInterrupt:
-        process.terminate()
+        # Ctrl+C in a terminal reaches the server too; give it time to stop.
         try:
             process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        print("\nStopped.", flush=True)
         return 0
+
+
+def check_port(port: int, host: str, again: str) -> None:
+    if port_in_use(port, host):
+        raise UserError(
+            f"Port {port} is already in use on {host} (another server is running"
+            f" there?).\nStop that server, or pick another port: {again}"
+        )
 
 
 def serve(step_number: str, host: str, port: int) -> int:
     step = find_step(step_number)
-    if port_in_use(port, host):
-        raise UserError(
-            f"Port {port} is already in use on {host} (another server is running there?).\n"
-            f"Stop that server, or pick another port: make step{step.number} PORT={port + 1}"
-        )
+    check_port(port, host, f"make step{step.number} PORT={port + 1}")
     manage = [sys.executable, "manage.py"]
-    print(f"== Step {step.number}: {step.name} - preparing its database (db.sqlite3)")
+    print(
+        f"== Step {step.number}: {step.name} ({python_line()}) - preparing its database"
+        " (db.sqlite3)"
+    )
     migrate = subprocess.run([*manage, "migrate", "--verbosity", "1"], cwd=step.path)
     if migrate.returncode != 0:
         return migrate.returncode
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/chat/"
-    if not step_prefers_redis(step):
-        print(
-            f"\n== Step {step.number}: open {url} in your browser. Stop the server with Ctrl+C.\n"
-        )
-        sys.stdout.flush()
-        os.chdir(step.path)
-        # Replace this process with the server, so Ctrl+C goes straight to it.
-        os.execv(sys.executable, [*manage, "runserver", f"{host}:{port}"])
-    env, redis_server = local_redis_for(step, required=False)
+    env, redis_server = {}, None
+    if lesson_setting(step, "redis") == "preferred":
+        env, redis_server = local_redis_for(step, required=False)
     try:
         print(
-            f"\n== Step {step.number}: open {url} in your browser. Stop the server with Ctrl+C.\n"
+            f"\n== Step {step.number}: open {url} in your browser."
+            " Stop the server with Ctrl+C.\n",
+            flush=True,
         )
-        sys.stdout.flush()
         return run_until_interrupted(
             [*manage, "runserver", f"{host}:{port}"], step.path, env
         )
@@ -117,10 +182,13 @@ def serve(step_number: str, host: str, port: int) -> int:
 def serve_workers(step_number: str, host: str, port: int, workers: int) -> int:
     """Several worker processes with uvicorn --workers, on Redis (required)."""
     step = find_step(step_number)
-    if port_in_use(port, host):
+    if lesson_setting(step, "workers") != "yes":
+        with_workers = [s.number for s in all_steps() if lesson_setting(s, "workers")]
         raise UserError(
-            f"Port {port} is already in use on {host}. Pick another: PORT={port + 1}"
+            f"Step {step.number} does not run on several workers (its channel layer"
+            f" is in memory). Steps that do: {', '.join(map(str, with_workers))}."
         )
+    check_port(port, host, f"make step{step.number}-workers PORT={port + 1}")
     env, redis_server = local_redis_for(step, required=True)
     try:
         subprocess.run(
@@ -130,9 +198,9 @@ def serve_workers(step_number: str, host: str, port: int, workers: int) -> int:
             check=True,
         )
         print(
-            f"\n== Step {step.number} with {workers} uvicorn workers: open"
-            f" http://{host}:{port}/chat/ (log in, or sign up at /accounts/signup/)."
-            " Stop with Ctrl+C.\n",
+            f"\n== Step {step.number} with {workers} uvicorn workers ({python_line()}):"
+            f" open http://{host}:{port}/chat/ (log in, or sign up at"
+            " /accounts/signup/). Stop with Ctrl+C.\n",
             flush=True,
         )
         command = [
@@ -145,79 +213,37 @@ def serve_workers(step_number: str, host: str, port: int, workers: int) -> int:
             redis_server.close()
 
 
-# --- make test ---------------------------------------------------------------------
+# --- make test -------------------------------------------------------------------------
 
 
-def count_results(junit_xml: Path) -> dict[str, int]:
-    counts = {"passed": 0, "failed": 0, "skipped": 0}
-    if not junit_xml.exists():
-        return counts
-    root = ElementTree.parse(junit_xml).getroot()
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    for suite in suites:
-        tests = int(suite.get("tests", 0))
-        failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
-        skipped = int(suite.get("skipped", 0))
-        counts["failed"] += failed
-        counts["skipped"] += skipped
-        counts["passed"] += tests - failed - skipped
-    return counts
+def default_jobs() -> int:
+    return max(2, os.cpu_count() or 1)
 
 
-def run_step_tests(
-    step: Step, pytest_args: list[str], scratch: Path
-) -> tuple[int, dict, float]:
-    junit_xml = scratch / f"{step.name}.xml"
-    command = [sys.executable, "-m", "pytest", f"--junitxml={junit_xml}", *pytest_args]
-    print(f"\n===== {step.name}: {' '.join(command[1:])}", flush=True)
-    started = time.monotonic()
-    # One interpreter per step: every step has its own `mysite` and `chat`.
-    returncode = subprocess.run(command, cwd=step.path).returncode
-    return returncode, count_results(junit_xml), time.monotonic() - started
+def test(step_numbers: list[str], pytest_args: list[str], jobs: int) -> int:
+    from workshop.testrun import Suite, run_suites
 
-
-def test(step_numbers: list[str], pytest_args: list[str]) -> int:
-    # The tooling's own tests run as one more suite, after the steps.
-    tools = Step(0, ROOT / "tools")
+    tools = Suite("tools", ROOT / "tools")
     if step_numbers:
-        steps = [
-            tools if number == "tools" else find_step(number) for number in step_numbers
+        suites = [
+            tools
+            if number == "tools"
+            else Suite(find_step(number).name, find_step(number).path)
+            for number in step_numbers
         ]
     else:
-        steps = [*all_steps(), tools]
-    results = []
-    with tempfile.TemporaryDirectory(prefix="workshop-test-") as scratch:
-        for step in steps:
-            results.append((step, *run_step_tests(step, pytest_args, Path(scratch))))
-
-    width = max(len(step.name) for step in steps)
-    print("\n===== summary (one line per suite)")
-    totals = {"passed": 0, "failed": 0, "skipped": 0}
-    any_failed = False
-    for step, returncode, counts, seconds in results:
-        # pytest exits 5 when it collected nothing: a step without tests is a failure too.
-        ok = returncode == 0
-        any_failed |= not ok
-        for key in totals:
-            totals[key] += counts[key]
-        verdict = (
-            "ok  " if ok else ("FAIL" if returncode != 5 else "FAIL (no tests ran)")
-        )
-        print(
-            f"{step.name:<{width}}  {verdict}  {counts['passed']} passed, {counts['failed']} failed,"
-            f" {counts['skipped']} skipped  ({seconds:.1f}s)"
-        )
-    print(
-        f"total: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped"
-    )
-    return 1 if any_failed else 0
+        suites = [Suite(step.name, step.path) for step in all_steps()]
+    print(f"== Tests on {python_line()}", flush=True)
+    return run_suites(suites, pytest_args, jobs)
 
 
-# --- make flake-check ---------------------------------------------------------------
+# --- make flake-check ------------------------------------------------------------------
 
 
 def flake_check(step_number: str, runs: int, test_paths: list[str]) -> int:
     """Run a step's browser tests `runs` times in a row; any failure is a flake."""
+    from workshop.testrun import environment
+
     step = find_step(step_number)
     missing = [path for path in test_paths if not (step.path / path).exists()]
     if missing:
@@ -225,33 +251,26 @@ def flake_check(step_number: str, runs: int, test_paths: list[str]) -> int:
             f"{step.name} has no {', '.join(missing)}: no browser tests to repeat."
         )
     # A skipped browser test proves nothing here: a missing browser is a failure.
-    environment = {**os.environ, "REQUIRE_BROWSER": "1"}
+    env = {**environment(), "REQUIRE_BROWSER": "1"}
     command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        *test_paths,
-    ]
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        "-p", "workshop.pytest_plugin", *test_paths,
+    ]  # fmt: skip
     passed_runs = 0
     for run in range(1, runs + 1):
         started = time.monotonic()
         result = subprocess.run(
-            command, cwd=step.path, env=environment, capture_output=True, text=True
+            command, cwd=step.path, env=env, capture_output=True, text=True
         )
         last_line = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
         seconds = time.monotonic() - started
-        if result.returncode == 0 and "skipped" not in last_line:
-            passed_runs += 1
-            print(
-                f"run {run:>2}/{runs}: ok    {last_line}  ({seconds:.1f}s)", flush=True
-            )
-        else:
-            print(
-                f"run {run:>2}/{runs}: FAIL  {last_line}  ({seconds:.1f}s)", flush=True
-            )
+        ok = result.returncode == 0 and "skipped" not in last_line
+        passed_runs += ok
+        print(
+            f"run {run:>2}/{runs}: {'ok  ' if ok else 'FAIL'}  {last_line}  ({seconds:.1f}s)",
+            flush=True,
+        )
+        if not ok:
             print(result.stdout[-4000:] + result.stderr[-2000:], flush=True)
     print(
         f"flake-check: {passed_runs}/{runs} runs of {' '.join(test_paths)} in {step.name} passed"
@@ -259,7 +278,7 @@ def flake_check(step_number: str, runs: int, test_paths: list[str]) -> int:
     return 0 if passed_runs == runs else 1
 
 
-# --- make diff ---------------------------------------------------------------------
+# --- make diff -------------------------------------------------------------------------
 
 
 def resolve_pair(from_number: str | None, to_number: str | None) -> tuple[Step, Step]:
@@ -307,7 +326,7 @@ def diff_html(from_number: str | None, to_number: str | None) -> int:
     return 0
 
 
-# --- make check-steps / make diffs ---------------------------------------------------
+# --- make check-steps / make diffs -------------------------------------------------------
 
 
 def check_steps() -> int:
@@ -320,8 +339,9 @@ def check_steps() -> int:
         return 1
     print(
         f"check-steps: {len(steps)} steps ok: each changes only its lesson's files"
-        " (lessons.ini), READMEs have the skeleton, refactor steps keep their tests,"
-        " quoted code matches, notes/diffs are fresh"
+        " (lessons.ini) and at most the lesson-size limit of code, READMEs have the"
+        " skeleton, refactor steps keep their tests, quoted code matches, requirements"
+        " agree, no step uses the workshop's tooling, notes/diffs are fresh"
     )
     return 0
 
@@ -332,17 +352,7 @@ def diffs() -> int:
     return 0
 
 
-# --- make redis --------------------------------------------------------------------
-
-REDIS_INSTALL_HELP = """\
-redis-server is not installed. Any one of these gives you a Redis on port 6379:
-
-  Docker:        docker run --rm -p 6379:6379 redis:7
-  macOS:         brew install redis && brew services start redis
-  Debian/Ubuntu: sudo apt install redis-server
-  Windows:       use WSL and the Debian/Ubuntu command, or Docker Desktop
-
-Then run a step on it:  REDIS_URL=redis://127.0.0.1:6379/0 make step2"""
+# --- make redis --------------------------------------------------------------------------
 
 
 def redis(port: int) -> int:
@@ -352,22 +362,72 @@ def redis(port: int) -> int:
         return 1
     if port_in_use(port):
         raise UserError(
-            f"Something already listens on port {port} - probably a Redis you started before.\n"
-            f"Use it: REDIS_URL=redis://127.0.0.1:{port}/0 make step2   (or: make redis REDIS_PORT=6380)"
+            f"Something already listens on port {port} - probably a Redis you started"
+            f" before.\nUse it: REDIS_URL=redis://127.0.0.1:{port}/0 make step2   (or:"
+            " make redis REDIS_PORT=6380)"
         )
     print(f"Redis on redis://127.0.0.1:{port}/0 - stop it with Ctrl+C.")
     print(
         f"In another terminal:  REDIS_URL=redis://127.0.0.1:{port}/0 make step2\n",
         flush=True,
     )
-    os.execv(
-        executable,
-        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+    command = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    return run_until_interrupted(command, ROOT, {})
+
+
+# --- make lint / format / clean ------------------------------------------------------------
+
+
+def lint() -> int:
+    check = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT)
+    form = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "."], cwd=ROOT
     )
-    return 0  # not reached
+    return check.returncode or form.returncode
 
 
-# --- entry point -------------------------------------------------------------------
+def format_code() -> int:
+    subprocess.run([sys.executable, "-m", "ruff", "format", "."], cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--fix", "."], cwd=ROOT
+    ).returncode
+
+
+CACHE_NAMES = {"__pycache__", ".pytest_cache", ".hypothesis", "test-artifacts"}
+
+
+def clean(everything: bool) -> int:
+    removed = []
+    for path in sorted(ROOT.rglob("*")):
+        if any(part.startswith(".venv") for part in path.relative_to(ROOT).parts):
+            continue
+        if path.is_dir() and path.name in CACHE_NAMES:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    for name in (".ruff_cache", "bench-results", "build"):
+        if (ROOT / name).exists():
+            shutil.rmtree(ROOT / name, ignore_errors=True)
+            removed.append(ROOT / name)
+    for path in removed:
+        print(f"removed {path.relative_to(ROOT)}")
+    if everything:
+        venv = Path(sys.prefix)
+        print(
+            f"Removing {venv.name} after this command ends (the next command re-creates"
+            " it)."
+        )
+        # This process runs from the virtualenv: remove it once this process is gone.
+        remover = (
+            f"import shutil, time; time.sleep(1); shutil.rmtree({str(venv)!r},"
+            " ignore_errors=True)"
+        )
+        subprocess.Popen([sys._base_executable, "-c", remover], cwd=ROOT)
+    else:
+        print("Kept .venv and every db.sqlite3 (make distclean also removes .venv).")
+    return 0
+
+
+# --- entry point -------------------------------------------------------------------------
 
 
 def port_number(text: str) -> int:
@@ -378,92 +438,121 @@ def port_number(text: str) -> int:
     return int(text)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workshop.cli")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="migrate and run one step")
-    serve_parser.add_argument("step")
-    serve_parser.add_argument("--host", default="127.0.0.1")
-    serve_parser.add_argument("--port", type=port_number, default=8000)
-    workers_parser = commands.add_parser(
-        "serve-workers", help="uvicorn --workers on Redis"
-    )
-    workers_parser.add_argument("step")
-    workers_parser.add_argument("--host", default="127.0.0.1")
-    workers_parser.add_argument("--port", type=port_number, default=8000)
-    workers_parser.add_argument("--workers", type=int, default=2)
-    demo_parser = commands.add_parser("demo-workers", help="in-memory layer vs Redis")
-    demo_parser.add_argument("step")
-    test_parser = commands.add_parser(
-        "test", help="run each step's tests in its own process"
-    )
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of 1 or more, not {text!r}"
+        )
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python workshop.py", add_help=False)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("help")
+    commands.add_parser("steps")
+    for name in ("step", "workers"):
+        serve_parser = commands.add_parser(name)
+        serve_parser.add_argument("step")
+        serve_parser.add_argument("--host", default="127.0.0.1")
+        serve_parser.add_argument("--port", type=port_number, default=8000)
+        serve_parser.add_argument("--workers", type=positive, default=2)
+    commands.add_parser("demo-inmemory-workers")
+    test_parser = commands.add_parser("test")
     test_parser.add_argument("steps", nargs="*")
-    test_parser.add_argument(
-        "--pytest-args", default="", help="extra arguments for pytest"
-    )
-    diff_parser = commands.add_parser("diff", help="what changed between two steps")
-    diff_parser.add_argument("--from", dest="from_step", default="")
-    diff_parser.add_argument("--to", dest="to_step", default="")
-    diff_parser.add_argument(
-        "--colour", choices=["auto", "always", "never"], default="auto"
-    )
-    diff_parser.add_argument("--words", action="store_true", help="mark changed words")
-    diff_parser.add_argument(
-        "--html", action="store_true", help="write a page to project"
-    )
-    commands.add_parser("check-steps", help="check that the steps cannot drift")
-    commands.add_parser("diffs", help="regenerate notes/diffs/")
-    flake_parser = commands.add_parser(
-        "flake-check", help="repeat a step's browser tests"
-    )
-    flake_parser.add_argument("step")
-    flake_parser.add_argument("--runs", type=int, default=20)
-    flake_parser.add_argument("tests", nargs="+")
-    redis_parser = commands.add_parser(
-        "redis", help="run redis-server in the foreground"
-    )
+    test_parser.add_argument("--pytest-args", default="")
+    test_parser.add_argument("--jobs", type=positive, default=default_jobs())
+    for name in ("diff", "diff-html"):
+        diff_parser = commands.add_parser(name)
+        diff_parser.add_argument("from_step", nargs="?", default="")
+        diff_parser.add_argument("to_step", nargs="?", default="")
+        # make passes FROM= and TO= as options: either may be left out.
+        diff_parser.add_argument("--from", dest="from_option", default="")
+        diff_parser.add_argument("--to", dest="to_option", default="")
+        diff_parser.add_argument(
+            "--colour", choices=["auto", "always", "never"], default="auto"
+        )
+        diff_parser.add_argument("--words", action="store_true")
+    commands.add_parser("diffs")
+    commands.add_parser("check-steps")
+    flake_parser = commands.add_parser("flake-check")
+    flake_parser.add_argument("step", nargs="?", default="4")
+    flake_parser.add_argument("--runs", type=positive, default=20)
+    flake_parser.add_argument("tests", nargs="*", default=["chat/tests.py"])
+    redis_parser = commands.add_parser("redis")
     redis_parser.add_argument("--port", type=port_number, default=6379)
-    commands.add_parser("steps", help="list the steps")
-    args = parser.parse_args(argv)
+    bench_parser = commands.add_parser("bench")
+    bench_parser.add_argument("arguments", nargs=argparse.REMAINDER)
+    commands.add_parser("lint")
+    commands.add_parser("format")
+    commands.add_parser("clean")
+    commands.add_parser("distclean")
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        if args.command == "serve":
-            return serve(args.step, args.host, args.port)
-        if args.command == "serve-workers":
-            return serve_workers(args.step, args.host, args.port, args.workers)
-        if args.command == "demo-workers":
-            from workshop.demo_workers import demo
-
-            return demo(find_step(args.step))
-        if args.command == "test":
-            return test(args.steps, args.pytest_args.split())
-        if args.command == "diff":
-            if args.html:
-                return diff_html(args.from_step or None, args.to_step or None)
-            colour = args.colour == "always" or (
-                args.colour == "auto" and sys.stdout.isatty()
-            )
-            return diff(
-                args.from_step or None, args.to_step or None, colour, args.words
-            )
-        if args.command == "check-steps":
-            return check_steps()
-        if args.command == "diffs":
-            return diffs()
-        if args.command == "flake-check":
-            return flake_check(args.step, args.runs, args.tests)
-        if args.command == "redis":
-            return redis(args.port)
+        if args.command in (None, "help"):
+            print(help_text())
+            return 0
         if args.command == "steps":
             for step in all_steps():
                 print(f"{step.number}  {step.name}")
             return 0
+        if args.command == "step":
+            return serve(args.step, args.host, args.port)
+        if args.command == "workers":
+            return serve_workers(args.step, args.host, args.port, args.workers)
+        if args.command == "demo-inmemory-workers":
+            from workshop.demo_workers import demo
+
+            return demo(last_step_with("workers"))
+        if args.command == "test":
+            return test(args.steps, args.pytest_args.split(), args.jobs)
+        if args.command in ("diff", "diff-html"):
+            old = args.from_option or args.from_step or None
+            new = args.to_option or args.to_step or None
+            if args.command == "diff-html":
+                return diff_html(old, new)
+            colour = args.colour == "always" or (
+                args.colour == "auto" and sys.stdout.isatty()
+            )
+            return diff(old, new, colour, args.words)
+        if args.command == "diffs":
+            return diffs()
+        if args.command == "check-steps":
+            return check_steps()
+        if args.command == "flake-check":
+            return flake_check(args.step, args.runs, args.tests)
+        if args.command == "redis":
+            return redis(args.port)
+        if args.command == "bench":
+            from workshop.bench.run import main as bench_main
+
+            return bench_main(args.arguments)
+        if args.command == "lint":
+            return lint()
+        if args.command == "format":
+            return format_code()
+        if args.command in ("clean", "distclean"):
+            return clean(everything=args.command == "distclean")
     except (UserError, NoSuchStep) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `make diff | head`
         return 0
+    except KeyboardInterrupt:
+        print("\nStopped.")
+        return 0
     return 2
+
+
+def last_step_with(setting: str) -> Step:
+    steps = [step for step in all_steps() if lesson_setting(step, setting)]
+    if not steps:
+        raise UserError(f"No step has `{setting}` in lessons.ini.")
+    return steps[-1]
 
 
 if __name__ == "__main__":

@@ -25,8 +25,11 @@ def read_lines(path: Path) -> list[str]:
 
 
 def changed_pairs(old: Step, new: Step):
-    """(name, old lines, new lines) for each file that differs."""
-    for name in sorted(set(old.files()) | set(new.files())):
+    """(name, old lines, new lines) for each file that differs: the code first, then
+    migrations, tests and the README, so that a diff opens with the lesson itself."""
+    from workshop.lessons import lesson_order
+
+    for name in sorted(set(old.files()) | set(new.files()), key=lesson_order):
         old_lines, new_lines = read_lines(old.path / name), read_lines(new.path / name)
         if old_lines != new_lines:
             yield name, old_lines, new_lines

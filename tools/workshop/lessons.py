@@ -1,9 +1,11 @@
 """The lesson manifest (lessons.ini) and the checks that keep steps from drifting.
 
 `make check-steps` runs check_all(): every step changes only the files its lesson
-names; every step README has the shared skeleton; a refactor step keeps the previous
-step's tests; the generated diffs in notes/diffs/ are fresh; code quoted in a README
-under a file-path comment equals that file.
+names, and at most max_changed_code_lines lines of code; every step README has the
+shared skeleton; a refactor step keeps the previous step's tests; the generated
+diffs in notes/diffs/ are fresh; code quoted in a README under a file-path comment
+equals that file; each step's requirements.txt agrees with the top-level one; and no
+file in a step refers to the workshop's own tooling.
 """
 
 import configparser
@@ -11,9 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workshop.steps import ROOT, Step, all_steps
+from workshop.steps import MANIFEST, ROOT, STEP_FOLDER, Step, all_steps
 
-MANIFEST = "lessons.ini"
 KINDS = {"first", "feature", "refactor"}
 README_SECTIONS = [
     "Goal",
@@ -43,6 +44,8 @@ def read_manifest(root: Path = ROOT) -> dict[str, Lesson]:
     parser.read(root / MANIFEST, encoding="utf-8")
     lessons = {}
     for section in parser.sections():
+        if not STEP_FOLDER.fullmatch(section):
+            continue
         kind = parser.get(section, "kind", fallback="feature")
         values = {key: parser.get(section, key) for key in parser.options(section)}
         files = {key for key, value in values.items() if value is None}
@@ -52,13 +55,66 @@ def read_manifest(root: Path = ROOT) -> dict[str, Lesson]:
     return lessons
 
 
+def workshop_settings(root: Path = ROOT) -> dict[str, str]:
+    """The [workshop] section of lessons.ini: limits that hold for every lesson."""
+    parser = configparser.ConfigParser(allow_no_value=True, delimiters=("=",))
+    parser.read(root / MANIFEST, encoding="utf-8")
+    return dict(parser["workshop"]) if parser.has_section("workshop") else {}
+
+
 def is_test_file(name: str) -> bool:
+    """Tests, and what only the tests use: fixtures, test support, test settings."""
     file_name = name.rsplit("/", 1)[-1]
     return (
-        name.startswith("tests/")
-        or file_name == "tests.py"
+        name.startswith(("tests/", "testsupport/"))
+        or file_name in ("tests.py", "conftest.py", "pytest.ini")
         or file_name.startswith("test_")
     )
+
+
+def is_migration(name: str) -> bool:
+    return "/migrations/" in f"/{name}"
+
+
+def is_documentation(name: str) -> bool:
+    return name.endswith(".md")
+
+
+def is_code(name: str) -> bool:
+    """What the lesson-size limit counts: not READMEs, tests or migrations."""
+    return not (is_documentation(name) or is_test_file(name) or is_migration(name))
+
+
+def lesson_order(name: str) -> tuple[int, str]:
+    """Code first, then migrations, tests and the README: how a diff is shown."""
+    if is_code(name):
+        return (0, name)
+    if is_migration(name):
+        return (1, name)
+    if is_test_file(name):
+        return (2, name)
+    return (3, name)
+
+
+def changed_code_lines(old: Step, new: Step) -> dict[str, int]:
+    """For each code file that differs: lines added plus lines removed."""
+    import difflib
+
+    from workshop.diffs import read_lines
+
+    counts = {}
+    for name in changed_files(old, new):
+        if not is_code(name):
+            continue
+        diff = difflib.unified_diff(
+            read_lines(old.path / name), read_lines(new.path / name), n=0
+        )
+        counts[name] = sum(
+            1
+            for line in diff
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        )
+    return counts
 
 
 def changed_files(old: Step, new: Step) -> list[str]:
@@ -71,6 +127,26 @@ def changed_files(old: Step, new: Step) -> list[str]:
         or not (new.path / name).is_file()
         or (old.path / name).read_bytes() != (new.path / name).read_bytes()
     ]
+
+
+def check_lesson_sizes(steps: list[Step], root: Path = ROOT) -> list[str]:
+    limit = int(workshop_settings(root).get("max_changed_code_lines", "0") or 0)
+    if not limit:
+        return [f"{MANIFEST} has no [workshop] max_changed_code_lines"]
+    problems = []
+    for old, new in zip(steps, steps[1:], strict=False):
+        counts = changed_code_lines(old, new)
+        total = sum(counts.values())
+        if total > limit:
+            biggest = sorted(counts.items(), key=lambda item: -item[1])[:3]
+            problems.append(
+                f"{old.name} -> {new.name} changes {total} lines of code, more than"
+                f" the {limit} a lesson may ({MANIFEST}, max_changed_code_lines);"
+                " the biggest: "
+                + ", ".join(f"{name} {count}" for name, count in biggest)
+                + ". Split the lesson in two."
+            )
+    return problems
 
 
 def check_manifest(steps: list[Step], lessons: dict[str, Lesson]) -> list[str]:
@@ -229,12 +305,77 @@ def check_diffs(steps: list[Step], root: Path = ROOT) -> list[str]:
     return problems
 
 
+# --- what a step may depend on ------------------------------------------------------
+
+PIN = re.compile(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)")
+# A step may not refer to the workshop's own tooling (tools/workshop): copied out of
+# the repository, it must still run and pass its tests.
+WORKSHOP_REFERENCE = re.compile(
+    r"(?:\bfrom\s+workshop\b|\bimport\s+workshop\b|\bworkshop\.\w|-p\s+workshop\b|tools/workshop)"
+)
+
+
+def pins(path: Path) -> dict[str, str]:
+    """{package name: version} of the `name==version` lines of a requirements file."""
+    found = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = PIN.match(line.strip())
+        if match:
+            name = re.sub(r"\[.*\]", "", match.group(1)).lower().replace("_", "-")
+            found[name] = match.group(2)
+    return found
+
+
+def check_requirements(steps: list[Step], root: Path = ROOT) -> list[str]:
+    """Every step pins what it needs; the top-level file pins the same versions of all."""
+    problems = []
+    top = pins(root / "requirements.txt")
+    for step in steps:
+        path = step.path / "requirements.txt"
+        if not path.is_file():
+            problems.append(f"{step.name} has no requirements.txt")
+            continue
+        own = pins(path)
+        for name, version in own.items():
+            if name not in top:
+                problems.append(
+                    f"{step.name}/requirements.txt pins {name}=={version}, which the"
+                    " top-level requirements.txt does not have"
+                )
+            elif top[name] != version:
+                problems.append(
+                    f"{step.name}/requirements.txt pins {name}=={version}, the top-level"
+                    f" requirements.txt {name}=={top[name]}: make them agree"
+                )
+    return problems
+
+
+def check_self_contained(steps: list[Step]) -> list[str]:
+    problems = []
+    for step in steps:
+        for name in step.files():
+            try:
+                text = (step.path / name).read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+            for number, line in enumerate(text.splitlines(), start=1):
+                if WORKSHOP_REFERENCE.search(line):
+                    problems.append(
+                        f"{step.name}/{name}:{number} refers to the workshop's tooling"
+                        f" ({line.strip()[:60]}): a step must stand on its own"
+                    )
+    return problems
+
+
 def check_all(root: Path = ROOT) -> list[str]:
     steps = all_steps(root)
     lessons = read_manifest(root)
     return (
         check_manifest(steps, lessons)
+        + check_lesson_sizes(steps, root)
         + check_readmes(steps)
         + check_quoted_code(steps)
+        + check_requirements(steps, root)
+        + check_self_contained(steps)
         + check_diffs(steps, root)
     )

@@ -13,7 +13,7 @@ from workshop.ports import free_port
 from workshop.requirements import part_missing
 
 HOW_TO_GET_REDIS = (
-    "redis-server not found: install it (apt install redis-server | brew install redis)"
+    "needs Redis: redis-server not found: install it (apt install redis-server | brew install redis)"
     " or set REDIS_URL=redis://host:port/0"
 )
 

@@ -1,22 +1,28 @@
-"""Find the step folders: a step is a folder `stepN_name/` holding a manage.py.
+"""The steps: the folders that lessons.ini names, in its order.
 
-Adding a step to the workshop is adding such a folder; nothing here lists them.
+A step is a folder `stepN_name/` holding a manage.py and named by a section of
+lessons.ini. Any other folder (a learner's copy such as `step3_mine/`, the learner's
+`workspace/`) is not a step, whatever its name.
 """
 
+import configparser
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = "lessons.ini"
 STEP_FOLDER = re.compile(r"step(\d+)_\w+")
 
-# Files that belong to a learner's machine, not to a lesson: never compared or shipped.
+# Files that belong to a machine, not to a lesson: never compared, copied or shipped.
 IGNORED_NAMES = {
     "__pycache__",
     ".pytest_cache",
     ".ruff_cache",
+    ".hypothesis",
     ".venv",
     "test-artifacts",
+    "staticfiles",
     ".DS_Store",
 }
 IGNORED_SUFFIXES = (
@@ -39,13 +45,17 @@ class Step:
 
     def files(self) -> list[str]:
         """Paths (relative to the step folder) of the files that make up the step."""
-        found = []
-        for path in sorted(self.path.rglob("*")):
-            relative = path.relative_to(self.path)
-            if path.is_dir() or is_ignored(relative):
-                continue
-            found.append(relative.as_posix())
-        return found
+        return project_files(self.path)
+
+
+def project_files(folder: Path) -> list[str]:
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_dir() or is_ignored(relative):
+            continue
+        found.append(relative.as_posix())
+    return found
 
 
 def is_ignored(relative: Path) -> bool:
@@ -54,12 +64,19 @@ def is_ignored(relative: Path) -> bool:
     ) or relative.name.endswith(IGNORED_SUFFIXES)
 
 
+def manifest_sections(root: Path = ROOT) -> list[str]:
+    parser = configparser.ConfigParser(allow_no_value=True, delimiters=("=",))
+    parser.optionxform = str
+    parser.read(root / MANIFEST, encoding="utf-8")
+    return parser.sections()
+
+
 def all_steps(root: Path = ROOT) -> list[Step]:
     steps = []
-    for path in root.iterdir():
-        match = STEP_FOLDER.fullmatch(path.name)
-        if match and (path / "manage.py").is_file():
-            steps.append(Step(int(match.group(1)), path))
+    for section in manifest_sections(root):
+        match = STEP_FOLDER.fullmatch(section)
+        if match and (root / section / "manage.py").is_file():
+            steps.append(Step(int(match.group(1)), root / section))
     return sorted(steps, key=lambda step: step.number)
 
 
@@ -78,3 +95,8 @@ def find_step(number: str | int, root: Path = ROOT) -> Step:
     raise NoSuchStep(
         f'There is no step "{number}". The steps are: {describe_steps(root)}.'
     )
+
+
+def previous_step(step: Step, root: Path = ROOT) -> Step | None:
+    earlier = [other for other in all_steps(root) if other.number < step.number]
+    return earlier[-1] if earlier else None

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Every workshop command, with or without make:  python workshop.py <command> ...
+
+    python workshop.py help          the commands
+    python workshop.py step 2        run step 2 on http://127.0.0.1:8000/chat/
+    python workshop.py test          every step's tests
+
+Nothing but Python is needed to start (3.10 or newer, on Linux, macOS or Windows).
+The first command creates the virtual environment .venv with the Python that runs
+this file (or the one named with --python), installs the pinned requirements into
+it, and from then on runs every command inside it. `make <target>` calls this file.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# Written for old Pythons too (no newer syntax before this check), so that an old
+# interpreter gets this message instead of a SyntaxError.
+MINIMUM = (3, 10)
+ROOT = Path(__file__).resolve().parent
+REQUIREMENTS = ROOT / "requirements.txt"
+TOOLS = ROOT / "tools"
+
+
+def fail(message):
+    sys.stderr.write("error: " + message + "\n")
+    sys.exit(2)
+
+
+def version_of(python):
+    """'3.12.1' for an interpreter, or None when it does not run."""
+    try:
+        result = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def venv_python(venv):
+    # Windows keeps a virtualenv's programs in Scripts\, everyone else in bin/.
+    if os.name == "nt":
+        return venv / "Scripts" / "python.exe"
+    return venv / "bin" / "python"
+
+
+def choose_venv():
+    """The virtualenv: .venv, or the folder named by WORKSHOP_VENV (CI: one per Python)."""
+    named = os.environ.get("WORKSHOP_VENV")
+    return (ROOT / named) if named else ROOT / ".venv"
+
+
+def create_venv(venv, python, found):
+    print("Creating %s with Python %s ..." % (venv.name, found), flush=True)
+    if subprocess.run([python, "-m", "venv", str(venv)]).returncode != 0:
+        shutil.rmtree(venv, ignore_errors=True)
+        fail(
+            "'%s -m venv' failed. On Debian/Ubuntu: sudo apt install python3-venv"
+            % python
+        )
+
+
+def requirements_stamp():
+    return hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+
+
+def install_requirements(venv):
+    stamp = venv / ".requirements-installed"
+    wanted = requirements_stamp()
+    if stamp.is_file() and stamp.read_text().strip() == wanted:
+        return
+    print(
+        "Installing the pinned requirements into %s (the first time: about a minute) ..."
+        % venv.name,
+        flush=True,
+    )
+    command = [
+        str(venv_python(venv)), "-m", "pip", "install", "--quiet",
+        "--disable-pip-version-check", "-r", str(REQUIREMENTS),
+    ]  # fmt: skip
+    if subprocess.run(command).returncode != 0:
+        fail(
+            "installing requirements.txt into %s failed (see pip's message above)."
+            % venv.name
+        )
+    stamp.write_text(wanted + "\n")
+    print("Ready: %s" % venv.name, flush=True)
+
+
+def ensure_venv(requested_python):
+    """Create (or re-create, for another Python) the virtualenv; returns its python.
+
+    A Python is chosen once, when the virtualenv is made; later commands use it.
+    Naming another one (--python, or PYTHON=... with make) re-creates it.
+    """
+    venv = choose_venv()
+    python = venv_python(venv)
+    have = version_of(str(python)) if python.exists() else None
+    if requested_python:
+        found = version_of(requested_python)
+        if found is None:
+            if (
+                shutil.which(requested_python) is None
+                and not Path(requested_python).exists()
+            ):
+                fail(
+                    "'%s' was not found. Install Python 3.10 or newer, or name one:"
+                    " --python python3.12 (with make: PYTHON=python3.12)"
+                    % requested_python
+                )
+            fail(
+                "'%s' is there but did not run (a pyenv shim for a version not"
+                " selected?). Name the interpreter by its path: --python"
+                " /path/to/python3.12 (with make: PYTHON=/path/to/python3.12)"
+                % requested_python
+            )
+        check_version(requested_python, found)
+        if have and have != found:
+            print(
+                "%s has Python %s; you named Python %s: re-creating %s with it."
+                % (venv.name, have, found, venv.name),
+                flush=True,
+            )
+            shutil.rmtree(venv)
+            have = None
+        if not have:
+            create_venv(venv, requested_python, found)
+    elif not have:
+        if python.exists() or venv.exists():
+            print("%s is broken (its Python does not run): re-creating it." % venv.name)
+            shutil.rmtree(venv, ignore_errors=True)
+        found = "%d.%d.%d" % sys.version_info[:3]
+        check_version(sys.executable, found)
+        create_venv(venv, sys.executable, found)
+    install_requirements(venv)
+    return venv_python(venv)
+
+
+def check_version(python, found):
+    numbers = tuple(int(part) for part in found.split(".")[:2])
+    if numbers < MINIMUM:
+        fail(
+            "this workshop needs Python 3.10 or newer, but '%s' is Python %s.\n"
+            "       Install a newer Python and name it, for example:"
+            " python3.12 workshop.py ... (with make: PYTHON=python3.12)"
+            % (python, found)
+        )
+
+
+def split_python_option(arguments):
+    """(--python value or None, the other arguments)."""
+    rest, python = [], None
+    iterator = iter(arguments)
+    for argument in iterator:
+        if argument == "--python":
+            python = next(iterator, None)
+            if not python:
+                fail("--python needs an interpreter, for example --python python3.12")
+        elif argument.startswith("--python="):
+            python = argument.split("=", 1)[1]
+        else:
+            rest.append(argument)
+    return python, rest
+
+
+def run_inside_venv(arguments):
+    """Run the command in this process, which is the virtualenv's Python."""
+    # tools/ first: there, `workshop` is the tooling's package, not this file.
+    sys.path.insert(0, str(TOOLS))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(TOOLS)]
+        + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+    )
+    from workshop.cli import main as cli_main
+
+    sys.exit(cli_main(arguments))
+
+
+def main():
+    requested_python, arguments = split_python_option(sys.argv[1:])
+    venv = choose_venv()
+    if not requested_python and Path(sys.prefix).resolve() == venv.resolve():
+        install_requirements(venv)
+        run_inside_venv(arguments)
+    if (
+        not requested_python
+        and sys.version_info[:2] < MINIMUM
+        and not venv_python(venv).exists()
+    ):
+        check_version(sys.executable, "%d.%d.%d" % sys.version_info[:3])
+    python = ensure_venv(requested_python)
+    process = subprocess.Popen([str(python), str(Path(__file__).resolve()), *arguments])
+    interrupted = False
+    while True:
+        try:
+            returncode = process.wait()
+            break
+        except KeyboardInterrupt:
+            # Ctrl+C reaches the command too, which stops its server and says so;
+            # wait for it, and end as quietly as it does.
+            interrupted = True
+    if interrupted and returncode in (0, 130, -2, 3221225786):  # -2: SIGINT; Windows
+        returncode = 0
+    sys.exit(returncode)
+
+
+if __name__ == "__main__":
+    main()
