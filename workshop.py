@@ -59,12 +59,11 @@ def choose_venv():
 
 
 def create_venv(venv, python, found):
-    print("Creating %s with Python %s ..." % (venv.name, found), flush=True)
+    print(f"Creating {venv.name} with Python {found} ...", flush=True)
     if subprocess.run([python, "-m", "venv", str(venv)]).returncode != 0:
         shutil.rmtree(venv, ignore_errors=True)
         fail(
-            "'%s -m venv' failed. On Debian/Ubuntu: sudo apt install python3-venv"
-            % python
+            f"'{python} -m venv' failed. On Debian/Ubuntu: sudo apt install python3-venv"
         )
 
 
@@ -78,8 +77,7 @@ def install_requirements(venv):
     if stamp.is_file() and stamp.read_text().strip() == wanted:
         return
     print(
-        "Installing the pinned requirements into %s (the first time: about a minute) ..."
-        % venv.name,
+        f"Installing the pinned requirements into {venv.name} (the first time: about a minute) ...",
         flush=True,
     )
     command = [
@@ -88,11 +86,10 @@ def install_requirements(venv):
     ]  # fmt: skip
     if subprocess.run(command).returncode != 0:
         fail(
-            "installing requirements.txt into %s failed (see pip's message above)."
-            % venv.name
+            f"installing requirements.txt into {venv.name} failed (see pip's message above)."
         )
     stamp.write_text(wanted + "\n")
-    print("Ready: %s" % venv.name, flush=True)
+    print(f"Ready: {venv.name}", flush=True)
 
 
 def ensure_venv(requested_python):
@@ -112,21 +109,18 @@ def ensure_venv(requested_python):
                 and not Path(requested_python).exists()
             ):
                 fail(
-                    "'%s' was not found. Install Python 3.10 or newer, or name one:"
+                    f"'{requested_python}' was not found. Install Python 3.10 or newer, or name one:"
                     " --python python3.12 (with make: PYTHON=python3.12)"
-                    % requested_python
                 )
             fail(
-                "'%s' is there but did not run (a pyenv shim for a version not"
+                f"'{requested_python}' is there but did not run (a pyenv shim for a version not"
                 " selected?). Name the interpreter by its path: --python"
                 " /path/to/python3.12 (with make: PYTHON=/path/to/python3.12)"
-                % requested_python
             )
         check_version(requested_python, found)
         if have and have != found:
             print(
-                "%s has Python %s; you named Python %s: re-creating %s with it."
-                % (venv.name, have, found, venv.name),
+                f"{venv.name} has Python {have}; you named Python {found}: re-creating {venv.name} with it.",
                 flush=True,
             )
             shutil.rmtree(venv)
@@ -135,9 +129,9 @@ def ensure_venv(requested_python):
             create_venv(venv, requested_python, found)
     elif not have:
         if python.exists() or venv.exists():
-            print("%s is broken (its Python does not run): re-creating it." % venv.name)
+            print(f"{venv.name} is broken (its Python does not run): re-creating it.")
             shutil.rmtree(venv, ignore_errors=True)
-        found = "%d.%d.%d" % sys.version_info[:3]
+        found = ".".join(map(str, sys.version_info[:3]))
         check_version(sys.executable, found)
         create_venv(venv, sys.executable, found)
     install_requirements(venv)
@@ -148,10 +142,9 @@ def check_version(python, found):
     numbers = tuple(int(part) for part in found.split(".")[:2])
     if numbers < MINIMUM:
         fail(
-            "this workshop needs Python 3.10 or newer, but '%s' is Python %s.\n"
+            f"this workshop needs Python 3.10 or newer, but '{python}' is Python {found}.\n"
             "       Install a newer Python and name it, for example:"
             " python3.12 workshop.py ... (with make: PYTHON=python3.12)"
-            % (python, found)
         )
 
 
@@ -195,7 +188,7 @@ def main():
         and sys.version_info[:2] < MINIMUM
         and not venv_python(venv).exists()
     ):
-        check_version(sys.executable, "%d.%d.%d" % sys.version_info[:3])
+        check_version(sys.executable, ".".join(map(str, sys.version_info[:3])))
     python = ensure_venv(requested_python)
     process = subprocess.Popen([str(python), str(Path(__file__).resolve()), *arguments])
     interrupted = False
