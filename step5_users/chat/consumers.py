@@ -1,0 +1,106 @@
+import json
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
+
+from .room_names import is_valid_room_name
+
+# Close code for a socket opened without a logged-in user: the page sends the
+# visitor to the login page when it sees it. (Codes 4000-4999 are for applications.)
+CLOSE_LOGIN_REQUIRED = 4401
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """One logged-in user's socket in one room.
+
+    Speaks the JSON protocol of the README: the browser sends {"type": "message",
+    "text": ...}; the server sends "message" frames, which say who wrote them, and
+    "error" frames.
+    """
+
+    joined = False  # in the room's group
+
+    # --- WebSocket handlers: the browser talks to us -------------------------------
+
+    async def connect(self):
+        self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
+        self.room_group_name = f"chat_{self.room_name}"
+        # AuthMiddlewareStack (mysite/asgi.py) found the user from the session
+        # cookie, as Django's AuthenticationMiddleware does for a view.
+        self.user = self.scope["user"]
+        if not is_valid_room_name(self.room_name):
+            await self.close()
+            return
+        # Accept before refusing an anonymous user, so that the close code reaches
+        # the page (a refused handshake gives the browser no code at all).
+        await self.accept()
+        if not self.user.is_authenticated:
+            await self.close(code=CLOSE_LOGIN_REQUIRED)
+            return
+        await self.channel_layer.group_add(self.room_group_name, self.channel_name)
+        self.joined = True
+
+    async def disconnect(self, close_code):
+        if self.joined:
+            await self.channel_layer.group_discard(
+                self.room_group_name, self.channel_name
+            )
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """A frame from the browser. Anything but a valid message gets an "error"
+        frame; the socket stays open and nothing is broadcast."""
+        if not self.joined:
+            return
+        if text_data is None:
+            return await self.send_error(
+                "binary_frame", "Frames must be JSON text, not binary."
+            )
+        try:
+            content = json.loads(text_data)
+        except ValueError as error:
+            return await self.send_error(
+                "invalid_json", f"The frame is not valid JSON: {error}."
+            )
+        if not isinstance(content, dict) or "type" not in content:
+            return await self.send_error(
+                "invalid_frame", 'A frame must be a JSON object with a "type".'
+            )
+        if content["type"] != "message":
+            return await self.send_error(
+                "unknown_type",
+                f"Unknown frame type {content['type']!r}: a client sends only"
+                ' {"type": "message", "text": "..."}.',
+            )
+        await self.receive_message(content)
+
+    async def receive_message(self, content):
+        if "text" not in content:
+            return await self.send_error("missing_text", 'A message needs a "text".')
+        text = content["text"]
+        if not isinstance(text, str):
+            return await self.send_error(
+                "text_not_string", "A message's text must be a string."
+            )
+        if not text.strip():
+            return await self.send_error("empty_text", "A message cannot be empty.")
+        frame = {
+            "type": "message",
+            "room": self.room_name,
+            # Who wrote it comes from the session, never from the frame.
+            "author": self.user.get_username(),
+            "text": text,
+            "created": timezone.now().isoformat().replace("+00:00", "Z"),
+        }
+        await self.channel_layer.group_send(
+            self.room_group_name, {"type": "chat.message", "frame": frame}
+        )
+
+    # --- Channel layer handlers: the room's group talks to us ----------------------
+
+    async def chat_message(self, event):
+        await self.send_json(event["frame"])
+
+    # --- Helpers -------------------------------------------------------------------
+
+    async def send_error(self, code, detail):
+        await self.send_json({"type": "error", "code": code, "detail": detail})

@@ -1,0 +1,245 @@
+"""Consumer tests of the chat with users, through mysite.asgi.application.
+
+WebsocketCommunicator plays the browser, with the session cookie of a logged-in
+user (or none). Each test takes the `channel_layer` fixture (conftest.py), so it
+runs on the in-memory layer and on a real Redis. The database is real too: the
+auth middleware reads the session from it in a worker thread, so the tests use
+transactional database access.
+"""
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
+
+from chat.consumers import CLOSE_LOGIN_REQUIRED
+from mysite.asgi import application
+from testsupport.layers import group_members
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# What a browser sends from a page served by the test server. Without an Origin the
+# AllowedHostsOriginValidator refuses the handshake.
+BROWSER_ORIGIN = (b"origin", b"http://localhost:8000")
+
+
+@database_sync_to_async
+def session_cookie_for(username):
+    """The Cookie header of a browser in which `username` has logged in."""
+    user, _ = User.objects.get_or_create(username=username)
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return (b"cookie", f"sessionid={session.session_key}".encode())
+
+
+@pytest.fixture
+async def open_socket(channel_layer):
+    """Open a socket as `username` (None: anonymous); all are closed after the test."""
+    opened = []
+
+    async def open_socket(username="alice", room="lobby", headers=(BROWSER_ORIGIN,)):
+        headers = list(headers)
+        if username:
+            headers.append(await session_cookie_for(username))
+        communicator = WebsocketCommunicator(application, f"/ws/chat/{room}/", headers)
+        connected, _ = await communicator.connect()
+        opened.append(communicator)
+        return communicator, connected
+
+    yield open_socket
+    for communicator in opened:
+        if not communicator.future.done():
+            await communicator.disconnect()
+
+
+async def joined(open_socket, username="alice", room="lobby"):
+    communicator, connected = await open_socket(username, room)
+    assert connected, f"{username}'s socket to {room!r} was refused"
+    return communicator
+
+
+async def next_frame(communicator, frame_type="message"):
+    """The next frame of that type (frames of other types before it are skipped)."""
+    while True:
+        frame = await communicator.receive_json_from(timeout=3)
+        if frame["type"] == frame_type:
+            return frame
+
+
+async def say(communicator, text):
+    await communicator.send_json_to({"type": "message", "text": text})
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+async def test_anonymous_socket_is_closed_with_the_login_required_code(
+    open_socket, channel_layer
+):
+    communicator, connected = await open_socket(username=None)
+
+    assert connected  # accepted, so that the page can read the close code
+    assert await communicator.receive_output(timeout=2) == {
+        "type": "websocket.close",
+        "code": CLOSE_LOGIN_REQUIRED,
+    }
+    assert await group_members(channel_layer, "chat_lobby") == set()
+
+
+async def test_message_carries_its_author_room_and_time(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await say(alice, "hello")
+
+    frame = await next_frame(alice)
+    assert frame["type"] == "message"
+    assert frame["author"] == "alice"
+    assert frame["text"] == "hello"
+    assert frame["room"] == "lobby"
+    assert frame["created"].endswith("Z")
+
+
+async def test_the_author_comes_from_the_session_not_from_the_frame(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await alice.send_json_to({"type": "message", "text": "hi", "author": "mallory"})
+
+    assert (await next_frame(alice))["author"] == "alice"
+
+
+async def test_message_fans_out_to_every_user_in_the_room_only(open_socket):
+    alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
+    carol = await joined(open_socket, "carol", room="kitchen")
+
+    await say(bob, "hi all")
+    assert (await next_frame(alice))["text"] == "hi all"
+    assert (await next_frame(bob))["text"] == "hi all"
+    # A barrier: the kitchen speaks after bob's message was sent to the lobby. Had
+    # bob's message reached carol, it would be queued before this one.
+    await say(carol, "kitchen only")
+
+    assert (await next_frame(carol))["text"] == "kitchen only"
+
+
+async def test_message_is_echoed_to_its_sender_once(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await say(alice, "hello")
+    await say(alice, "barrier")  # a second copy of "hello" would come before it
+
+    assert (await next_frame(alice))["text"] == "hello"
+    assert (await next_frame(alice))["text"] == "barrier", "a second copy arrived"
+
+
+async def test_two_users_in_one_room_see_each_others_names(open_socket):
+    alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
+
+    await say(alice, "from alice")
+    await say(bob, "from bob")
+
+    frames = [await next_frame(alice), await next_frame(alice)]
+    assert sorted((f["author"], f["text"]) for f in frames) == [
+        ("alice", "from alice"),
+        ("bob", "from bob"),
+    ]
+
+
+# --- the handshake -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[(b"origin", b"http://evil.example")], []],
+    ids=["another origin", "no origin"],
+)
+async def test_handshake_from_another_site_is_rejected(
+    open_socket, channel_layer, headers
+):
+    _, connected = await open_socket("alice", headers=headers)
+
+    assert not connected
+    assert await group_members(channel_layer, "chat_lobby") == set()
+    # The control: the same handshake from the page's own origin gets in.
+    await joined(open_socket, "alice")
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1
+
+
+@pytest.mark.parametrize("room_name", ["café", "x" * 150, "has space", "../x"])
+async def test_room_name_the_layer_cannot_use_is_refused(open_socket, room_name):
+    _, connected = await open_socket("alice", room=room_name)
+
+    assert not connected
+    alice = await joined(open_socket, "alice")
+    await say(alice, "the server still serves")
+    assert (await next_frame(alice))["text"] == "the server still serves"
+
+
+async def test_disconnect_leaves_the_rooms_group(open_socket, channel_layer):
+    alice = await joined(open_socket, "alice")
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1
+
+    await alice.disconnect()
+
+    assert await group_members(channel_layer, "chat_lobby") == set()
+
+
+async def test_a_crowd_joins_chats_and_leaves_at_once(open_socket, channel_layer):
+    # More sockets at once than redis-py 8's default pool of 100 connections: see
+    # CHANNEL_LAYERS. Every join and leave is a Redis command in flight.
+    crowd = await asyncio.gather(
+        *(joined(open_socket, f"user{number}") for number in range(150))
+    )
+    assert len(await group_members(channel_layer, "chat_lobby")) == 150
+
+    await say(crowd[0], "hello, everyone")
+
+    for member in crowd:
+        assert (await next_frame(member))["text"] == "hello, everyone"
+    await asyncio.gather(*(member.disconnect() for member in crowd))
+    assert await group_members(channel_layer, "chat_lobby") == set()
+
+
+# --- frames that are not messages --------------------------------------------------------
+
+MALFORMED_FRAMES = {
+    "invalid JSON": ({"text_data": "{not json"}, "invalid_json"),
+    "not an object": ({"text_data": "[1, 2]"}, "invalid_frame"),
+    "no type": ({"text_data": '{"text": "hi"}'}, "invalid_frame"),
+    "unknown type": ({"text_data": '{"type": "shout", "text": "hi"}'}, "unknown_type"),
+    "no text": ({"text_data": '{"type": "message"}'}, "missing_text"),
+    "empty text": ({"text_data": '{"type": "message", "text": "   "}'}, "empty_text"),
+    "text not a string": (
+        {"text_data": json.dumps({"type": "message", "text": 42})},
+        "text_not_string",
+    ),
+    "binary frame": ({"bytes_data": b"\x00\x01"}, "binary_frame"),
+}
+
+
+@pytest.mark.parametrize(
+    "frame, code", MALFORMED_FRAMES.values(), ids=MALFORMED_FRAMES.keys()
+)
+async def test_malformed_frame_gets_an_error_and_reaches_nobody(
+    open_socket, frame, code
+):
+    alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
+
+    await alice.send_to(**frame)
+
+    error = await next_frame(alice, "error")
+    assert error["type"] == "error"
+    assert error["code"] == code
+    assert error["detail"]
+    # The socket stays open; and a barrier: the next thing bob receives is alice's
+    # next message, so nothing of the malformed frame was broadcast before it.
+    await say(alice, "still here")
+    frame = await next_frame(bob)
+    assert (frame["type"], frame["text"]) == ("message", "still here")

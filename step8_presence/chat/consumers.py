@@ -1,0 +1,258 @@
+import asyncio
+import json
+import weakref
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from . import store
+from .heartbeat import heartbeat
+from .room_names import is_valid_room_name
+
+# Close code for a socket opened without a logged-in user: the page sends the
+# visitor to the login page when it sees it. (Codes 4000-4999 are for applications.)
+CLOSE_LOGIN_REQUIRED = 4401
+# Everyone connected is in this group, for `manage.py notify` without --room.
+NOTIFICATIONS_GROUP = "notifications"
+# Rooms of this process with a presence broadcast already on its way.
+PENDING_PRESENCE = set()
+BACKGROUND_TASKS = set()
+# One lock per room and event loop (an asyncio lock belongs to one event loop).
+ROOM_LOCKS = weakref.WeakKeyDictionary()
+
+
+def room_lock(room_name):
+    """Held while one of the room's messages is numbered and broadcast, so that this
+    process broadcasts a room's messages one at a time, in number order."""
+    locks = ROOM_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(room_name, asyncio.Lock())
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """One logged-in user's socket in one room.
+
+    Speaks the JSON protocol of the README: the browser sends {"type": "message",
+    "text": ...}; the server sends "history", "message", "presence", "notification"
+    and "error" frames. Every
+    message is stored before it is broadcast, and numbered within its room, so that
+    a socket that missed some gets them from the database.
+    """
+
+    joined = False  # in the room's group and the heartbeat, with a presence row
+    delivered = 0  # the number of the newest message this socket has been sent
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A send to a socket that dropped a moment earlier can end the consumer
+            # before its websocket.disconnect arrives: uvicorn raises
+            # ClientDisconnected from send(), and then disconnect() never runs
+            # (django/channels issue 1466). Leave however the consumer ends, or the
+            # user would stay "online" and in the groups for good.
+            await self.leave()
+
+    # --- WebSocket handlers: the browser talks to us -------------------------------
+
+    async def connect(self):
+        self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
+        self.room_group_name = f"chat_{self.room_name}"
+        # AuthMiddlewareStack (mysite/asgi.py) found the user from the session
+        # cookie, as Django's AuthenticationMiddleware does for a view.
+        self.user = self.scope["user"]
+        if not is_valid_room_name(self.room_name):
+            await self.close()
+            return
+        # Accept before refusing an anonymous user, so that the close code reaches
+        # the page (a refused handshake gives the browser no code at all).
+        await self.accept()
+        if not self.user.is_authenticated:
+            await self.close(code=CLOSE_LOGIN_REQUIRED)
+            return
+        # Join the groups first, then read the history: a message stored in between
+        # comes twice (in the history, then as an event, which is skipped), but
+        # none can fall between the two.
+        await self.join_groups()
+        self.joined = True
+        await self.send_history(self.requested_after())
+        await database_sync_to_async(store.enter)(
+            self.room_name, self.user, self.channel_name
+        )
+        await self.broadcast_presence()
+        # From now on the process's heartbeat joins this socket's groups again now
+        # and then, keeps its presence fresh, and catches up what the layer dropped
+        # (chat/heartbeat.py).
+        heartbeat().add(self)
+
+    async def disconnect(self, close_code):
+        await self.leave()
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """A frame from the browser. Anything but a valid message gets an "error"
+        frame; the socket stays open and nothing is broadcast."""
+        if not self.joined:
+            return
+        if text_data is None:
+            return await self.send_error(
+                "binary_frame", "Frames must be JSON text, not binary."
+            )
+        try:
+            content = json.loads(text_data)
+        except ValueError as error:
+            return await self.send_error(
+                "invalid_json", f"The frame is not valid JSON: {error}."
+            )
+        if not isinstance(content, dict) or "type" not in content:
+            return await self.send_error(
+                "invalid_frame", 'A frame must be a JSON object with a "type".'
+            )
+        if content["type"] != "message":
+            return await self.send_error(
+                "unknown_type",
+                f"Unknown frame type {content['type']!r}: a client sends only"
+                ' {"type": "message", "text": "..."}.',
+            )
+        await self.receive_message(content)
+
+    async def receive_message(self, content):
+        if "text" not in content:
+            return await self.send_error("missing_text", 'A message needs a "text".')
+        text = content["text"]
+        if not isinstance(text, str):
+            return await self.send_error(
+                "text_not_string", "A message's text must be a string."
+            )
+        if not text.strip():
+            return await self.send_error("empty_text", "A message cannot be empty.")
+        async with room_lock(self.room_name):
+            # Stored first: once it is in the database, nobody can lose it for good.
+            # The ORM blocks, so it runs in a worker thread, off the event loop.
+            frame = await database_sync_to_async(store.save_message)(
+                self.room_name, self.user, text
+            )
+            await self.channel_layer.group_send(
+                self.room_group_name,
+                {"type": "chat.message", "number": frame["id"], "frame": frame},
+            )
+
+    # --- Channel layer handlers: the room's group talks to us ----------------------
+
+    async def chat_message(self, event):
+        number = event["number"]
+        if number <= self.delivered:
+            return  # already sent, in the history or by a catch-up
+        if number > self.delivered + 1:
+            # Messages before this one have not reached this socket: the channel
+            # layer dropped them (this socket's channel was full), or another
+            # process's broadcast is still on its way. Each was stored before it was
+            # broadcast, so the database has them all, in order: fetch them now.
+            await self.catch_up()
+            return
+        await self.send_json(event["frame"])
+        self.delivered = number
+
+    async def chat_catch_up(self, event):
+        """From the heartbeat, which saw the room's newest message. The events queued
+        before this one have been handled by now: if they brought it, nothing to do."""
+        if self.delivered < event["newest"]:
+            await self.catch_up()
+
+    async def chat_presence(self, event):
+        await self.send_json(
+            {"type": "presence", "room": self.room_name, "users": event["users"]}
+        )
+
+    async def chat_notification(self, event):
+        await self.send_json(
+            {
+                "type": "notification",
+                "room": event["room"],
+                "text": event["text"],
+                "created": event["created"],
+            }
+        )
+
+    # --- Helpers -------------------------------------------------------------------
+
+    async def join_groups(self):
+        """This socket's room, and everyone (for notifications). The heartbeat calls
+        it again: joining a group twice is harmless, and repairs a lost membership."""
+        await self.channel_layer.group_add(self.room_group_name, self.channel_name)
+        await self.channel_layer.group_add(NOTIFICATIONS_GROUP, self.channel_name)
+
+    async def leave_groups(self):
+        await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
+        await self.channel_layer.group_discard(NOTIFICATIONS_GROUP, self.channel_name)
+
+    async def leave(self):
+        """Leave the room, once, whether the socket closed or the consumer failed."""
+        if not self.joined:
+            return
+        self.joined = False
+        heartbeat().discard(self)
+        await self.leave_groups()
+        await database_sync_to_async(store.leave)(self.channel_name)
+        await self.broadcast_presence()
+
+    def requested_after(self):
+        """The number a reconnecting page says it has already (?after=41), or None."""
+        query = parse_qs(self.scope["query_string"].decode("latin-1"))
+        value = query.get("after", [""])[0]
+        return int(value) if value.isdigit() else None
+
+    async def send_history(self, after):
+        """The room's latest messages, or with ?after=N every message after N."""
+        if after is None:
+            frames = await database_sync_to_async(store.latest_messages)(
+                self.room_name, settings.CHAT_HISTORY_LENGTH
+            )
+        else:
+            frames = await database_sync_to_async(store.messages_after)(
+                self.room_name, after
+            )
+            self.delivered = after
+        await self.send_json(
+            {"type": "history", "room": self.room_name, "messages": frames}
+        )
+        if frames:
+            self.delivered = frames[-1]["id"]
+
+    async def catch_up(self):
+        """Send, from the database, every message newer than this socket has."""
+        frames = await database_sync_to_async(store.messages_after)(
+            self.room_name, self.delivered
+        )
+        for frame in frames:
+            await self.send_json(frame)
+            self.delivered = frame["id"]
+
+    async def broadcast_presence(self):
+        """Tell the room who is online, at most once per PRESENCE_COALESCE_SECONDS.
+
+        When 1000 people join at once (a meeting starts, a server restarts), one
+        broadcast per join would send a million frames; instead, joins and leaves
+        within the interval share one broadcast of the list as it then is. It runs
+        in the background, so that joining and leaving do not wait for it.
+        """
+        room = self.room_group_name
+        if room in PENDING_PRESENCE:
+            return
+        PENDING_PRESENCE.add(room)
+        task = asyncio.create_task(self.broadcast_presence_soon(room))
+        BACKGROUND_TASKS.add(task)  # keep a reference until it is done
+        task.add_done_callback(BACKGROUND_TASKS.discard)
+
+    async def broadcast_presence_soon(self, room):
+        try:
+            await asyncio.sleep(settings.PRESENCE_COALESCE_SECONDS)
+        finally:
+            PENDING_PRESENCE.discard(room)
+        users = await database_sync_to_async(store.present_users)(self.room_name)
+        await self.channel_layer.group_send(
+            room, {"type": "chat.presence", "users": users}
+        )
+
+    async def send_error(self, code, detail):
+        await self.send_json({"type": "error", "code": code, "detail": detail})
