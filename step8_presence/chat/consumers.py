@@ -35,9 +35,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     Speaks the JSON protocol of the README: the browser sends {"type": "message",
     "text": ...}; the server sends "history", "message", "presence", "notification"
-    and "error" frames. Every
-    message is stored before it is broadcast, and numbered within its room, so that
-    a socket that missed some gets them from the database.
+    and "error" frames. Every message is stored before it is broadcast, and numbered
+    within its room, so that a socket that missed some gets them from the database.
     """
 
     joined = False  # in the room's group and the heartbeat, with a presence row

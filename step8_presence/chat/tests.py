@@ -5,11 +5,14 @@ Two headless Chromium instances, not two windows of one: windows share cookies,
 so one browser can only be one user.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from asgiref.sync import SyncToAsync
 from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connection, connections
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -22,11 +25,39 @@ ARTEFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "a-long-password-1"
 
 
+def close_every_database_connection():
+    """The live server is forked from this process. SQLite in WAL mode (see
+    DATABASES) must not have a connection open across a fork: the child inherits
+    SQLite's record of the file's locks but not the locks, and reads stale data (a
+    user created by a later test "does not exist"). Django opens new connections
+    when this process next needs them."""
+    connections.close_all()
+    # Tests that ran earlier may have left a connection open in the thread where
+    # database_sync_to_async runs its calls: close it there. Then replace that
+    # thread's executor by a new one, which starts its thread only when first
+    # used: a child forked with the old one would wait forever for a thread it
+    # does not have.
+    executor = SyncToAsync.single_thread_executor
+    executor.submit(connections.close_all).result()
+    executor.shutdown()
+    SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+
+
+def remove_the_write_ahead_log():
+    """The live server was killed with the database open, which leaves SQLite's -wal
+    and -shm files behind; the last connection to close cleanly removes them.
+    Without this, Django deletes test_db.sqlite3 but not those files, and the next
+    run's new database would start next to a stale log."""
+    connection.ensure_connection()
+    connections.close_all()
+
+
 class TwoUsersChatTests(ChannelsLiveServerTestCase):
     serve_static = True
 
     @classmethod
     def setUpClass(cls):
+        close_every_database_connection()
         super().setUpClass()
         cls.drivers = []
         try:
@@ -43,6 +74,7 @@ class TwoUsersChatTests(ChannelsLiveServerTestCase):
         for driver in cls.drivers:
             driver.quit()
         super().tearDownClass()
+        remove_the_write_ahead_log()
 
     def setUp(self):
         for name in ("alice", "bob"):
