@@ -163,3 +163,10 @@ def browser():
     driver = make_driver()
     yield driver
     driver.quit()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    """Tests only: a fast password hasher, as Django's documentation advises for
+    tests (the default takes a quarter of a second of CPU per password, by design)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -21,6 +21,10 @@ from testsupport.layers import group_members
 # AllowedHostsOriginValidator refuses the handshake.
 BROWSER_ORIGIN = (b"origin", b"http://localhost:8000")
 
+# How long a test waits for what must come. Only a failing test waits that long;
+# a passing one goes on as soon as it comes, however busy the machine.
+PATIENCE = 10
+
 
 @pytest.fixture
 async def open_socket(channel_layer):
@@ -31,7 +35,7 @@ async def open_socket(channel_layer):
         communicator = WebsocketCommunicator(
             application, f"/ws/chat/{room_name}/", headers=list(headers)
         )
-        connected, _ = await communicator.connect()
+        connected, _ = await communicator.connect(timeout=PATIENCE)
         opened.append(communicator)
         return communicator, connected
 
@@ -48,7 +52,7 @@ async def joined(open_socket, room_name="lobby"):
 
 
 async def next_message(communicator):
-    return (await communicator.receive_json_from(timeout=2))["message"]
+    return (await communicator.receive_json_from(timeout=PATIENCE))["message"]
 
 
 async def test_socket_to_a_room_is_accepted_into_its_group(open_socket, channel_layer):
@@ -132,7 +136,7 @@ async def test_nothing_arrives_until_someone_speaks(open_socket):
     await bob.send_json_to({"message": "now"})
 
     # The first frame alice receives is bob's message: nothing came before it.
-    assert await alice.receive_json_from(timeout=2) == {"message": "now"}
+    assert await alice.receive_json_from(timeout=PATIENCE) == {"message": "now"}
 
 
 async def test_200_connect_disconnect_cycles_leave_nobody_in_the_group(

@@ -27,6 +27,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # AllowedHostsOriginValidator refuses the handshake.
 BROWSER_ORIGIN = (b"origin", b"http://localhost:8000")
 
+# How long a test waits for what must come. Only a failing test waits that long;
+# a passing one goes on as soon as it comes, however busy the machine.
+PATIENCE = 10
+
 
 @database_sync_to_async
 def session_cookie_for(username):
@@ -50,7 +54,7 @@ async def open_socket(channel_layer):
         if username:
             headers.append(await session_cookie_for(username))
         communicator = WebsocketCommunicator(application, f"/ws/chat/{room}/", headers)
-        connected, _ = await communicator.connect()
+        connected, _ = await communicator.connect(timeout=PATIENCE)
         opened.append(communicator)
         return communicator, connected
 
@@ -69,7 +73,7 @@ async def joined(open_socket, username="alice", room="lobby"):
 async def next_frame(communicator, frame_type="message"):
     """The next frame of that type (frames of other types before it are skipped)."""
     while True:
-        frame = await communicator.receive_json_from(timeout=3)
+        frame = await communicator.receive_json_from(timeout=PATIENCE)
         if frame["type"] == frame_type:
             return frame
 
@@ -87,7 +91,7 @@ async def test_anonymous_socket_is_closed_with_the_login_required_code(
     communicator, connected = await open_socket(username=None)
 
     assert connected  # accepted, so that the page can read the close code
-    assert await communicator.receive_output(timeout=2) == {
+    assert await communicator.receive_output(timeout=PATIENCE) == {
         "type": "websocket.close",
         "code": CLOSE_LOGIN_REQUIRED,
     }

@@ -29,6 +29,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # AllowedHostsOriginValidator refuses the handshake.
 BROWSER_ORIGIN = (b"origin", b"http://localhost:8000")
 
+# How long a test waits for what must come. Only a failing test waits that long;
+# a passing one goes on as soon as it comes, however busy the machine.
+PATIENCE = 10
+
 
 @database_sync_to_async
 def session_cookie_for(username):
@@ -55,7 +59,7 @@ async def open_socket(channel_layer):
             headers.append(await session_cookie_for(username))
         path = f"/ws/chat/{room}/" + (f"?{query}" if query else "")
         communicator = WebsocketCommunicator(application, path, headers)
-        connected, _ = await communicator.connect()
+        connected, _ = await communicator.connect(timeout=PATIENCE)
         opened.append(communicator)
         return communicator, connected
 
@@ -69,7 +73,7 @@ async def joined(open_socket, username="alice", room="lobby", query=""):
     """A logged-in socket, past its first frame: the history, kept in .history."""
     communicator, connected = await open_socket(username, room, query)
     assert connected, f"{username}'s socket to {room!r} was refused"
-    history = await communicator.receive_json_from(timeout=3)
+    history = await communicator.receive_json_from(timeout=PATIENCE)
     assert history["type"] == "history"
     communicator.history = history["messages"]
     return communicator
@@ -78,7 +82,7 @@ async def joined(open_socket, username="alice", room="lobby", query=""):
 async def next_frame(communicator, frame_type="message"):
     """The next frame of that type (frames of other types before it are skipped)."""
     while True:
-        frame = await communicator.receive_json_from(timeout=3)
+        frame = await communicator.receive_json_from(timeout=PATIENCE)
         if frame["type"] == frame_type:
             return frame
 
@@ -109,7 +113,7 @@ async def test_anonymous_socket_is_closed_with_the_login_required_code(
     communicator, connected = await open_socket(username=None)
 
     assert connected  # accepted, so that the page can read the close code
-    assert await communicator.receive_output(timeout=2) == {
+    assert await communicator.receive_output(timeout=PATIENCE) == {
         "type": "websocket.close",
         "code": CLOSE_LOGIN_REQUIRED,
     }

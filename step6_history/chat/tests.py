@@ -10,6 +10,7 @@ from pathlib import Path
 from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.test import override_settings
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -20,8 +21,14 @@ from testsupport.browser import make_driver, save_failure_artefacts
 # Screenshots and console logs of failed tests go here (git ignores the folder).
 ARTEFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "a-long-password-1"
+# Tests only: a fast password hasher, as Django's documentation advises for tests
+# (the default takes a quarter of a second of CPU per password, by design).
+FAST_PASSWORDS = override_settings(
+    PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]
+)
 
 
+@FAST_PASSWORDS
 class TwoUsersChatTests(ChannelsLiveServerTestCase):
     serve_static = True
 

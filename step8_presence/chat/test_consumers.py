@@ -33,6 +33,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # AllowedHostsOriginValidator refuses the handshake.
 BROWSER_ORIGIN = (b"origin", b"http://localhost:8000")
 
+# How long a test waits for what must come. Only a failing test waits that long;
+# a passing one goes on as soon as it comes, however busy the machine.
+PATIENCE = 10
+
 
 @database_sync_to_async
 def session_cookie_for(username):
@@ -65,7 +69,7 @@ async def open_socket(channel_layer):
             headers.append(await session_cookie_for(username))
         path = f"/ws/chat/{room}/" + (f"?{query}" if query else "")
         communicator = WebsocketCommunicator(application, path, headers)
-        connected, _ = await communicator.connect()
+        connected, _ = await communicator.connect(timeout=PATIENCE)
         opened.append(communicator)
         return communicator, connected
 
@@ -79,7 +83,7 @@ async def joined(open_socket, username="alice", room="lobby", query=""):
     """A logged-in socket, past its first frame: the history, kept in .history."""
     communicator, connected = await open_socket(username, room, query)
     assert connected, f"{username}'s socket to {room!r} was refused"
-    history = await communicator.receive_json_from(timeout=3)
+    history = await communicator.receive_json_from(timeout=PATIENCE)
     assert history["type"] == "history"
     communicator.history = history["messages"]
     return communicator
@@ -88,7 +92,7 @@ async def joined(open_socket, username="alice", room="lobby", query=""):
 async def next_frame(communicator, frame_type="message"):
     """The next frame of that type (frames of other types before it are skipped)."""
     while True:
-        frame = await communicator.receive_json_from(timeout=3)
+        frame = await communicator.receive_json_from(timeout=PATIENCE)
         if frame["type"] == frame_type:
             return frame
 
@@ -119,7 +123,7 @@ async def test_anonymous_socket_is_closed_with_the_login_required_code(
     communicator, connected = await open_socket(username=None)
 
     assert connected  # accepted, so that the page can read the close code
-    assert await communicator.receive_output(timeout=2) == {
+    assert await communicator.receive_output(timeout=PATIENCE) == {
         "type": "websocket.close",
         "code": CLOSE_LOGIN_REQUIRED,
     }
@@ -355,15 +359,15 @@ async def test_a_socket_that_drops_during_a_send_still_leaves_the_room(
     bob = WebsocketCommunicator(
         server, "/ws/chat/lobby/", [BROWSER_ORIGIN, await session_cookie_for("bob")]
     )
-    assert (await bob.connect())[0]
-    assert (await bob.receive_json_from(timeout=3))["type"] == "history"
+    assert (await bob.connect(timeout=PATIENCE))[0]
+    assert (await bob.receive_json_from(timeout=PATIENCE))["type"] == "history"
     assert len(await group_members(channel_layer, "chat_lobby")) == 2
 
     server.dropped = True
     await say(alice, "bob, are you there?")
 
     with pytest.raises(ClientDisconnected):  # bob's consumer ended, as under uvicorn
-        await asyncio.wait_for(bob.future, timeout=3)
+        await asyncio.wait_for(bob.future, timeout=PATIENCE)
     assert len(await group_members(channel_layer, "chat_lobby")) == 1  # alice only
     assert (await presence_after(alice, ["alice"]))[-1] == ["alice"]
 
@@ -468,7 +472,9 @@ async def test_a_crowd_joining_at_once_shares_presence_broadcasts(
     broadcasts = await presence_after(first, everyone)
     # A barrier: a later presence broadcast for these joins would come before it.
     await say(first, "barrier")
-    while (frame := await first.receive_json_from(timeout=3))["type"] != "message":
+    while (frame := await first.receive_json_from(timeout=PATIENCE))[
+        "type"
+    ] != "message":
         broadcasts.append(frame["users"])
     assert len(broadcasts) <= 2, f"six joins, {len(broadcasts)} broadcasts"
     assert broadcasts[-1] == everyone

@@ -5,17 +5,18 @@ users and their sessions are made by `manage.py shell` against that same file.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+# A session says who is logged in; no password is needed to make one (and hashing
+# one costs a quarter of a second of CPU, by design).
 MAKE_SESSIONS = """
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.db import SessionStore
 for username in {usernames!r}:
     user, _ = get_user_model().objects.get_or_create(username=username)
-    user.set_password({password!r})
-    user.save()
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
@@ -35,11 +36,20 @@ def migrate(step_dir: Path, env: dict) -> None:
     )
 
 
-def login_cookies(
-    step_dir: Path, env: dict, usernames: list[str], password: str = "pw-123456!"
-) -> list[str]:
+def fresh_sqlite_database(step_dir: Path, template: Path, path: Path) -> dict:
+    """The environment of a server on a new, migrated SQLite database at `path`.
+
+    The migrations run once, into `template`; each test gets a copy of it.
+    """
+    if not template.exists():
+        migrate(step_dir, {"SQLITE_PATH": str(template)})
+    shutil.copyfile(template, path)
+    return {"SQLITE_PATH": str(path)}
+
+
+def login_cookies(step_dir: Path, env: dict, usernames: list[str]) -> list[str]:
     """`Cookie:` header values that log each user in (users are created if new)."""
-    code = MAKE_SESSIONS.format(usernames=list(usernames), password=password)
+    code = MAKE_SESSIONS.format(usernames=list(usernames))
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", code],
         cwd=step_dir,

@@ -6,12 +6,11 @@ sees it; without Redis (one process) it lives in this process.
 """
 
 import asyncio
+import logging
 import time
 import uuid
 import weakref
 from collections import defaultdict, deque
-
-import logging
 
 import redis.asyncio as redis
 from django.conf import settings

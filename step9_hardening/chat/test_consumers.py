@@ -35,6 +35,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # AllowedHostsOriginValidator refuses the handshake.
 BROWSER_ORIGIN = (b"origin", b"http://localhost:8000")
 
+# How long a test waits for what must come. Only a failing test waits that long;
+# a passing one goes on as soon as it comes, however busy the machine.
+PATIENCE = 10
+
 
 @database_sync_to_async
 def session_cookie_for(username):
@@ -75,7 +79,7 @@ async def open_socket(channel_layer):
             headers.append(cookie or await session_cookie_for(username))
         path = f"/ws/chat/{room}/" + (f"?{query}" if query else "")
         communicator = WebsocketCommunicator(application, path, headers)
-        connected, _ = await communicator.connect()
+        connected, _ = await communicator.connect(timeout=PATIENCE)
         opened.append(communicator)
         return communicator, connected
 
@@ -89,7 +93,7 @@ async def joined(open_socket, username="alice", room="lobby", query="", cookie=N
     """A logged-in socket, past its first frame: the history, kept in .history."""
     communicator, connected = await open_socket(username, room, query, cookie=cookie)
     assert connected, f"{username}'s socket to {room!r} was refused"
-    history = await communicator.receive_json_from(timeout=3)
+    history = await communicator.receive_json_from(timeout=PATIENCE)
     assert history["type"] == "history"
     communicator.history = history["messages"]
     return communicator
@@ -98,7 +102,7 @@ async def joined(open_socket, username="alice", room="lobby", query="", cookie=N
 async def next_frame(communicator, frame_type="message"):
     """The next frame of that type (frames of other types before it are skipped)."""
     while True:
-        frame = await communicator.receive_json_from(timeout=3)
+        frame = await communicator.receive_json_from(timeout=PATIENCE)
         if frame["type"] == frame_type:
             return frame
 
@@ -129,7 +133,7 @@ async def test_anonymous_socket_is_closed_with_the_login_required_code(
     communicator, connected = await open_socket(username=None)
 
     assert connected  # accepted, so that the page can read the close code
-    assert await communicator.receive_output(timeout=2) == {
+    assert await communicator.receive_output(timeout=PATIENCE) == {
         "type": "websocket.close",
         "code": CLOSE_LOGIN_REQUIRED,
     }
@@ -365,15 +369,15 @@ async def test_a_socket_that_drops_during_a_send_still_leaves_the_room(
     bob = WebsocketCommunicator(
         server, "/ws/chat/lobby/", [BROWSER_ORIGIN, await session_cookie_for("bob")]
     )
-    assert (await bob.connect())[0]
-    assert (await bob.receive_json_from(timeout=3))["type"] == "history"
+    assert (await bob.connect(timeout=PATIENCE))[0]
+    assert (await bob.receive_json_from(timeout=PATIENCE))["type"] == "history"
     assert len(await group_members(channel_layer, "chat_lobby")) == 2
 
     server.dropped = True
     await say(alice, "bob, are you there?")
 
     with pytest.raises(ClientDisconnected):  # bob's consumer ended, as under uvicorn
-        await asyncio.wait_for(bob.future, timeout=3)
+        await asyncio.wait_for(bob.future, timeout=PATIENCE)
     assert len(await group_members(channel_layer, "chat_lobby")) == 1  # alice only
     assert (await presence_after(alice, ["alice"]))[-1] == ["alice"]
 
@@ -517,7 +521,9 @@ async def test_the_rate_limit_is_shared_by_all_of_a_users_sockets(
 
 async def answer(communicator):
     """The next message or error: what a socket gets for what it sent."""
-    while (frame := await communicator.receive_json_from(timeout=3))["type"] not in (
+    while (frame := await communicator.receive_json_from(timeout=PATIENCE))[
+        "type"
+    ] not in (
         "message",
         "error",
     ):
@@ -551,7 +557,7 @@ async def test_logging_out_closes_that_sessions_sockets_at_once(open_socket):
     await log_out(cookie)
 
     for tab in (first_tab, second_tab):
-        while (output := await tab.receive_output(timeout=3))["type"] != (
+        while (output := await tab.receive_output(timeout=PATIENCE))["type"] != (
             "websocket.close"
         ):
             pass
@@ -588,7 +594,7 @@ async def test_an_after_that_is_not_a_message_number_gets_an_error_and_the_lates
     alice, connected = await open_socket("alice", query=f"after={after}")
 
     assert connected
-    assert (await alice.receive_json_from(timeout=3))["code"] == "invalid_after"
+    assert (await alice.receive_json_from(timeout=PATIENCE))["code"] == "invalid_after"
     history = await next_frame(alice, "history")
     assert [m["text"] for m in history["messages"]] == ["one", "two"]
 
@@ -636,7 +642,9 @@ async def test_a_crowd_joining_at_once_shares_presence_broadcasts(
     broadcasts = await presence_after(first, everyone)
     # A barrier: a later presence broadcast for these joins would come before it.
     await say(first, "barrier")
-    while (frame := await first.receive_json_from(timeout=3))["type"] != "message":
+    while (frame := await first.receive_json_from(timeout=PATIENCE))[
+        "type"
+    ] != "message":
         broadcasts.append(frame["users"])
     assert len(broadcasts) <= 2, f"six joins, {len(broadcasts)} broadcasts"
     assert broadcasts[-1] == everyone

@@ -39,8 +39,7 @@ EXAMPLES = settings(
 # ("\ud800") in a frame that is itself valid UTF-8; such characters are a tiny part
 # of Unicode, so they, and control characters, are drawn more often.
 ANY_TEXT = st.text(
-    st.characters(exclude_categories=())
-    | st.characters(categories=["Cs", "Cc"])
+    st.characters(exclude_categories=()) | st.characters(categories=["Cs", "Cc"])
 )
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | ANY_TEXT,
@@ -58,6 +57,10 @@ FRAMES = st.one_of(
     MESSAGES.map(json.dumps),  # a message, with any text
     st.integers(1, 100_000).map(lambda depth: "[" * depth + "]" * depth),  # deep
 )
+
+# How long a test waits for what must come. Only a failing test waits that long;
+# a passing one goes on as soon as it comes, however busy the machine.
+PATIENCE = 10
 
 
 @database_sync_to_async
@@ -77,7 +80,7 @@ async def open_socket(username, path="/ws/chat/lobby/", query_string=b""):
     )
     # Any bytes at all, not only what a URL can carry.
     communicator.scope["query_string"] = query_string
-    connected, _ = await communicator.connect()
+    connected, _ = await communicator.connect(timeout=PATIENCE)
     return communicator, connected
 
 
@@ -85,7 +88,7 @@ async def frames_until(communicator, text):
     """Every frame up to the message with this text (which is not included)."""
     frames = []
     while True:
-        frame = await communicator.receive_json_from(timeout=2)
+        frame = await communicator.receive_json_from(timeout=PATIENCE)
         if frame.get("type") == "message" and frame.get("text") == text:
             return frames
         frames.append(frame)
@@ -107,7 +110,7 @@ async def room():
     bob, _ = await open_socket("bob")
     try:
         for communicator in (alice, bob):
-            assert (await communicator.receive_json_from(timeout=2))[
+            assert (await communicator.receive_json_from(timeout=PATIENCE))[
                 "type"
             ] == "history"
         yield alice, bob
@@ -179,7 +182,9 @@ async def test_any_query_string_gets_a_history_and_a_working_socket(
 
     assert connected
     frames = []
-    while (frame := await carol.receive_json_from(timeout=2))["type"] != "history":
+    while (frame := await carol.receive_json_from(timeout=PATIENCE))[
+        "type"
+    ] != "history":
         frames.append(frame)
     assert all(f["type"] == "error" for f in frames), frames
     await carol.send_json_to({"type": "message", "text": "works"})
@@ -190,7 +195,7 @@ async def test_any_query_string_gets_a_history_and_a_working_socket(
 async def frames_until_any(communicator, text):
     frames = []
     while not frames or frames[-1].get("text") != text:
-        frames.append(await communicator.receive_json_from(timeout=2))
+        frames.append(await communicator.receive_json_from(timeout=PATIENCE))
     return frames
 
 
@@ -203,7 +208,7 @@ async def test_any_path_is_served_or_refused_cleanly(layer_ready, path):
     communicator = WebsocketCommunicator(application, "/", [BROWSER_ORIGIN])
     communicator.scope["path"] = path
 
-    await communicator.connect()
+    await communicator.connect(timeout=PATIENCE)
 
     # The server says goodbye, whether the socket was accepted or refused: this
     # raises whatever the application raised, if anything.

@@ -24,6 +24,11 @@ from testsupport.browser import make_driver, save_failure_artefacts
 # Screenshots and console logs of failed tests go here (git ignores the folder).
 ARTEFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "a-long-password-1"
+# Tests only: a fast password hasher, as Django's documentation advises for tests
+# (the default takes a quarter of a second of CPU per password, by design).
+FAST_PASSWORDS = override_settings(
+    PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]
+)
 
 
 def close_every_database_connection():
@@ -53,6 +58,7 @@ def remove_the_write_ahead_log():
     connections.close_all()
 
 
+@FAST_PASSWORDS
 class TwoUsersChatTests(ChannelsLiveServerTestCase):
     serve_static = True
 
@@ -309,6 +315,7 @@ class TwoUsersChatTests(ChannelsLiveServerTestCase):
 
 # At most 2 messages per user, and a window long enough that any machine is fast
 # enough to send 3 within it. Applied before the live server starts, so it has them.
+@FAST_PASSWORDS
 @override_settings(CHAT_MAX_MESSAGES_PER_SECOND=2, CHAT_RATE_WINDOW_SECONDS=600)
 class RateLimitedChatTests(ChannelsLiveServerTestCase):
     serve_static = True

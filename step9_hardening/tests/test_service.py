@@ -15,16 +15,22 @@ import threading
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from testsupport.accounts import login_cookies, migrate
+from testsupport.accounts import fresh_sqlite_database, login_cookies
 from testsupport.chat_client import ChatClient
 from testsupport.servers import ServerProcess, free_port
 
 
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory):
+    return tmp_path_factory.mktemp("template") / "migrated.sqlite3"
+
+
 @pytest.fixture
-def database(step_dir, tmp_path):
-    env = {"SQLITE_PATH": str(tmp_path / "service.sqlite3")}
-    migrate(step_dir, env)
-    return env
+def database(step_dir, migrated_template, tmp_path):
+    """A migrated database of the test's own for its servers."""
+    return fresh_sqlite_database(
+        step_dir, migrated_template, tmp_path / "service.sqlite3"
+    )
 
 
 @pytest.fixture
