@@ -23,6 +23,9 @@ help:
 step%-workers:
 	@$(WORKSHOP) workers $* $(SERVER_OPTIONS)
 
+step%-stack:
+	@$(WORKSHOP) stack $* $(if $(PORT),--port "$(PORT)")
+
 step%:
 	@$(WORKSHOP) step $* $(SERVER_OPTIONS)
 

@@ -30,6 +30,7 @@ class UserError(Exception):
 COMMANDS = [
     ("make stepN", "python workshop.py step N", "run step N on http://127.0.0.1:8000/chat/ (PORT=8001 / --port 8001)"),
     ("make stepN-workers", "python workshop.py workers N", "step N under uvicorn with several worker processes on Redis (WORKERS=2)"),
+    ("make stepN-stack", "python workshop.py stack N", "the last step as deployed: nginx, two app servers, PostgreSQL, Redis (PORT=8080)"),
     ("make demo-inmemory-workers", "python workshop.py demo-inmemory-workers", "two workers, one room: who gets a message on the in-memory layer, and on Redis"),
     ("make test", "python workshop.py test", "every step's tests, several at once, one summary line per step"),
     ("make test-stepN", "python workshop.py test N", "step N's tests (PYTEST_ARGS=\"-x -k lobby\" / --pytest-args ...)"),
@@ -213,26 +214,60 @@ def serve_workers(step_number: str, host: str, port: int, workers: int) -> int:
             redis_server.close()
 
 
+def serve_stack(step_number: str, port: int) -> int:
+    """nginx in front of two app servers, PostgreSQL and Redis (the step's own
+    testsupport/stack.py, which its tests start too)."""
+    step = find_step(step_number)
+    if lesson_setting(step, "stack") != "yes":
+        with_stack = [s.number for s in all_steps() if lesson_setting(s, "stack")]
+        raise UserError(
+            f"Step {step.number} has no deployed stack. Steps that do:"
+            f" {', '.join(map(str, with_stack))}."
+        )
+    check_port(port, "127.0.0.1", f"make step{step.number}-stack PORT={port + 1}")
+    command = [sys.executable, "-m", "testsupport.stack", "--port", str(port)]
+    return run_until_interrupted(command, step.path, {})
+
+
 # --- make test -------------------------------------------------------------------------
 
 
 def default_jobs() -> int:
-    return max(2, os.cpu_count() or 1)
+    # Suites wait on servers and browsers much of the time: one more than the cores.
+    return (os.cpu_count() or 1) + 1
 
 
-def test(step_numbers: list[str], pytest_args: list[str], jobs: int) -> int:
+def step_suites(step: Step, every_database: bool) -> list:
+    """A step's tests; for a step whose lessons.ini names test_databases, once more
+    on each database after the first (pytest --database=postgresql)."""
+    from workshop.testrun import Suite
+
+    suites = [Suite(step.name, step.path)]
+    databases = (lesson_setting(step, "test_databases") or "").split()
+    if every_database:
+        for database in databases[1:]:
+            suites.append(
+                Suite(f"{step.name}[{database}]", step.path, [f"--database={database}"])
+            )
+    return suites
+
+
+def test(
+    step_numbers: list[str], pytest_args: list[str], jobs: int, every_database: bool
+) -> int:
     from workshop.testrun import Suite, run_suites
 
-    tools = Suite("tools", ROOT / "tools")
+    suites = []
     if step_numbers:
-        suites = [
-            tools
-            if number == "tools"
-            else Suite(find_step(number).name, find_step(number).path)
-            for number in step_numbers
-        ]
+        for number in step_numbers:
+            if number == "tools":
+                suites.append(Suite("tools", ROOT / "tools"))
+            else:
+                # One step: on every database it names.
+                suites += step_suites(find_step(number), every_database=True)
     else:
-        suites = [Suite(step.name, step.path) for step in all_steps()]
+        for step in all_steps():
+            suites += step_suites(step, every_database)
     print(f"== Tests on {python_line()}", flush=True)
     return run_suites(suites, pytest_args, jobs)
 
@@ -451,6 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("help")
     commands.add_parser("steps")
+    stack_parser = commands.add_parser("stack")
+    stack_parser.add_argument("step")
+    stack_parser.add_argument("--port", type=port_number, default=8080)
     for name in ("step", "workers"):
         serve_parser = commands.add_parser(name)
         serve_parser.add_argument("step")
@@ -462,6 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     test_parser.add_argument("steps", nargs="*")
     test_parser.add_argument("--pytest-args", default="")
     test_parser.add_argument("--jobs", type=positive, default=default_jobs())
+    test_parser.add_argument(
+        "--every-database",
+        action="store_true",
+        help="also run the steps that name test_databases on each of them",
+    )
     for name in ("diff", "diff-html"):
         diff_parser = commands.add_parser(name)
         diff_parser.add_argument("from_step", nargs="?", default="")
@@ -504,12 +547,16 @@ def main(argv: list[str] | None = None) -> int:
             return serve(args.step, args.host, args.port)
         if args.command == "workers":
             return serve_workers(args.step, args.host, args.port, args.workers)
+        if args.command == "stack":
+            return serve_stack(args.step, args.port)
         if args.command == "demo-inmemory-workers":
             from workshop.demo_workers import demo
 
             return demo(last_step_with("workers"))
         if args.command == "test":
-            return test(args.steps, args.pytest_args.split(), args.jobs)
+            return test(
+                args.steps, args.pytest_args.split(), args.jobs, args.every_database
+            )
         if args.command in ("diff", "diff-html"):
             old = args.from_option or args.from_step or None
             new = args.to_option or args.to_step or None

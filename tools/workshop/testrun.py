@@ -8,6 +8,7 @@ The workshop's pytest plugin (REQUIRE_* checks) is added from here, never by a s
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -87,8 +88,9 @@ def environment() -> dict[str, str]:
 
 def run_suite(suite: Suite, pytest_args: list[str], stream: bool) -> Result:
     LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / f"{suite.name}.log"
-    junit_xml = LOGS / f"{suite.name}.xml"
+    file_name = re.sub(r"[^\w.-]+", "-", suite.name).strip("-")
+    log = LOGS / f"{file_name}.log"
+    junit_xml = LOGS / f"{file_name}.xml"
     junit_xml.unlink(missing_ok=True)
     command = pytest_command(suite, junit_xml, pytest_args)
     started = time.monotonic()
