@@ -31,7 +31,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import settings as hypothesis_settings
 
-from testsupport.accounts import fresh_sqlite_database, migrate
+from testsupport.accounts import fresh_sqlite_database, prepare_template
 from testsupport.browser import make_driver
 from testsupport.layers import TEST_PREFIX, channel_layers_from_settings, settings_value
 from testsupport.postgres import start_postgres_server
@@ -39,7 +39,7 @@ from testsupport.redis_server import ping, start_redis_server
 
 # Hypothesis (chat/test_protocol_properties.py): a quick run by default; CI asks for
 # many more examples with `pytest --hypothesis-profile=thorough`.
-hypothesis_settings.register_profile("quick", max_examples=25)
+hypothesis_settings.register_profile("quick", max_examples=10)
 hypothesis_settings.register_profile("thorough", max_examples=300)
 hypothesis_settings.load_profile("quick")
 
@@ -224,8 +224,9 @@ def migrated_template(request, step_dir, tmp_path_factory):
     if on_postgresql(request.config):
         server = request.getfixturevalue("postgres_server")
         url = server.create_database("service_template")
-        migrate(step_dir, {"DATABASE_URL": url})
-        return "service_template"
+        sessions = tmp_path_factory.mktemp("template") / "sessions.json"
+        prepare_template(step_dir, {"DATABASE_URL": url}, sessions)
+        return "service_template", sessions
     return tmp_path_factory.mktemp("template") / "migrated.sqlite3"
 
 
@@ -234,8 +235,10 @@ def server_database(request, step_dir, migrated_template, tmp_path):
     """The environment that gives a test's own servers a new, migrated database."""
     if on_postgresql(request.config):
         server = request.getfixturevalue("postgres_server")
+        template, sessions = migrated_template
         name = f"service_{uuid.uuid4().hex}"
-        return {"DATABASE_URL": server.create_database(name, migrated_template)}
+        url = server.create_database(name, template)
+        return {"DATABASE_URL": url, "TEST_SESSIONS": str(sessions)}
     return fresh_sqlite_database(
         step_dir, migrated_template, tmp_path / "service.sqlite3"
     )

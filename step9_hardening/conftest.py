@@ -30,7 +30,7 @@ from testsupport.redis_server import ping, start_redis_server
 
 # Hypothesis (chat/test_protocol_properties.py): a quick run by default; CI asks for
 # many more examples with `pytest --hypothesis-profile=thorough`.
-hypothesis_settings.register_profile("quick", max_examples=25)
+hypothesis_settings.register_profile("quick", max_examples=10)
 hypothesis_settings.register_profile("thorough", max_examples=300)
 hypothesis_settings.load_profile("quick")
 

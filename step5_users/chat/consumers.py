@@ -31,14 +31,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not is_valid_room_name(self.room_name):
             await self.close()
             return
-        # Accept before refusing an anonymous user, so that the close code reaches
-        # the page (a refused handshake gives the browser no code at all).
+        if self.user.is_authenticated:
+            # In the room's group before the page hears "open": nothing said from
+            # then on can miss this socket.
+            await self.channel_layer.group_add(self.room_group_name, self.channel_name)
+            self.joined = True
+        # Accepted even without a user, so that the close code reaches the page (a
+        # refused handshake gives the browser no code at all).
         await self.accept()
         if not self.user.is_authenticated:
             await self.close(code=CLOSE_LOGIN_REQUIRED)
-            return
-        await self.channel_layer.group_add(self.room_group_name, self.channel_name)
-        self.joined = True
 
     async def disconnect(self, close_code):
         if self.joined:

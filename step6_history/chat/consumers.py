@@ -47,17 +47,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not is_valid_room_name(self.room_name):
             await self.close()
             return
-        # Accept before refusing an anonymous user, so that the close code reaches
-        # the page (a refused handshake gives the browser no code at all).
+        if self.user.is_authenticated:
+            # In the room's group before the page hears "open": nothing said from
+            # then on can miss this socket. And joined before the history is read: a
+            # message stored in between comes twice (in the history, then as an
+            # event, which is skipped), but none can fall between the two.
+            await self.channel_layer.group_add(self.room_group_name, self.channel_name)
+            self.joined = True
+        # Accepted even without a user, so that the close code reaches the page (a
+        # refused handshake gives the browser no code at all).
         await self.accept()
         if not self.user.is_authenticated:
             await self.close(code=CLOSE_LOGIN_REQUIRED)
             return
-        # Join the group first, then read the history: a message stored in between
-        # comes twice (in the history, then as an event, which is skipped), but
-        # none can fall between the two.
-        await self.channel_layer.group_add(self.room_group_name, self.channel_name)
-        self.joined = True
         await self.send_history(self.requested_after())
 
     async def disconnect(self, close_code):

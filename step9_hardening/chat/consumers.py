@@ -72,18 +72,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not is_valid_room_name(self.room_name):
             await self.close()
             return
-        # Accept before refusing an anonymous user, so that the close code reaches
-        # the page (a refused handshake gives the browser no code at all).
+        if self.user.is_authenticated:
+            self.session_key = self.scope["session"].session_key
+            # In the room's group before the page hears "open": nothing said from
+            # then on can miss this socket. And joined before the history is read: a
+            # message stored in between comes twice (in the history, then as an
+            # event, which is skipped), but none can fall between the two.
+            await self.join_groups()
+            self.joined = True
+        # Accepted even without a user, so that the close code reaches the page (a
+        # refused handshake gives the browser no code at all).
         await self.accept()
         if not self.user.is_authenticated:
             await self.close(code=CLOSE_LOGIN_REQUIRED)
             return
-        self.session_key = self.scope["session"].session_key
-        # Join the groups first, then read the history: a message stored in between
-        # comes twice (in the history, then as an event, which is skipped), but
-        # none can fall between the two.
-        await self.join_groups()
-        self.joined = True
         await self.send_history(await self.requested_after())
         await database_sync_to_async(store.enter)(
             self.room_name, self.user, self.channel_name

@@ -13,7 +13,7 @@ from channels.testing import ChannelsLiveServerTestCase
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, connections
-from django.test import override_settings
+from django.test import Client, override_settings
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -176,6 +176,11 @@ class TwoUsersChatTests(ChannelsLiveServerTestCase):
         driver.get(self.live_server_url + "/chat/")
 
         driver.find_element(By.ID, "logout").click()
+        self._wait_until(
+            driver,
+            lambda d: "/accounts/login/" in d.current_url,
+            "logging out did not lead to the login page",
+        )
         driver.close()
         driver.switch_to.window(driver.window_handles[0])
 
@@ -252,23 +257,17 @@ class TwoUsersChatTests(ChannelsLiveServerTestCase):
     # === Utility ===
 
     def _log_in(self, driver, username):
-        driver.get(self.live_server_url + "/accounts/login/")
-        driver.find_element(By.NAME, "username").send_keys(username)
-        driver.find_element(By.NAME, "password").send_keys(PASSWORD, Keys.ENTER)
-        self._wait_until(
-            driver,
-            lambda d: d.find_elements(By.ID, "username"),
-            f"{username} could not log in",
+        """Logged in as the login page leaves a browser: with a session cookie.
+        (Logging in with the form is tested in tests/test_pages.py.)"""
+        client = Client()  # a browser of its own: a session of its own
+        client.force_login(User.objects.get(username=username))
+        driver.get(self.live_server_url + "/accounts/login/")  # the cookie's site
+        driver.add_cookie(
+            {"name": "sessionid", "value": client.cookies["sessionid"].value}
         )
 
     def _enter_room(self, driver, room_name):
-        driver.get(self.live_server_url + "/chat/")
-        driver.find_element(By.ID, "room-name-input").send_keys(room_name, Keys.ENTER)
-        self._wait_until(
-            driver,
-            lambda d: d.current_url.endswith(f"/chat/{room_name}/"),
-            f"the room page of {room_name} did not open",
-        )
+        driver.get(self.live_server_url + f"/chat/{room_name}/")
         self._wait_until_connected(driver)
 
     def _wait_until_connected(self, driver):

@@ -331,22 +331,23 @@ def check_requirements(steps: list[Step], root: Path = ROOT) -> list[str]:
     problems = []
     top = pins(root / "requirements.txt")
     for step in steps:
-        path = step.path / "requirements.txt"
-        if not path.is_file():
+        if not (step.path / "requirements.txt").is_file():
             problems.append(f"{step.name} has no requirements.txt")
             continue
-        own = pins(path)
-        for name, version in own.items():
-            if name not in top:
-                problems.append(
-                    f"{step.name}/requirements.txt pins {name}=={version}, which the"
-                    " top-level requirements.txt does not have"
-                )
-            elif top[name] != version:
-                problems.append(
-                    f"{step.name}/requirements.txt pins {name}=={version}, the top-level"
-                    f" requirements.txt {name}=={top[name]}: make them agree"
-                )
+        # The step's own, and any other (deploy/requirements.txt: what the image runs).
+        for path in sorted(step.path.rglob("requirements*.txt")):
+            name_in_step = f"{step.name}/{path.relative_to(step.path).as_posix()}"
+            for name, version in pins(path).items():
+                if name not in top:
+                    problems.append(
+                        f"{name_in_step} pins {name}=={version}, which the top-level"
+                        " requirements.txt does not have"
+                    )
+                elif top[name] != version:
+                    problems.append(
+                        f"{name_in_step} pins {name}=={version}, the top-level"
+                        f" requirements.txt {name}=={top[name]}: make them agree"
+                    )
     return problems
 
 

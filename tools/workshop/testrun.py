@@ -185,7 +185,7 @@ def run_suites(suites: list[Suite], pytest_args: list[str], jobs: int) -> int:
         )
         results = []
         # The longest suites (the last steps) start first.
-        order = sorted(suites, key=lambda suite: suite.name, reverse=True)
+        order = list(reversed(suites))
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(run_suite, s, pytest_args, False) for s in order]
             for future in as_completed(futures):
