@@ -50,7 +50,10 @@ LAYER_BACKENDS = {
     "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
 }
 # What the settings are given to choose each layer (besides REDIS_URL).
-LAYER_ENVIRONMENT = {"redis-pubsub": {"REDIS_LAYER": "pubsub"}}
+LAYER_ENVIRONMENT = {
+    "redis": {"REDIS_LAYER": "core"},
+    "redis-pubsub": {"REDIS_LAYER": "pubsub"},
+}
 
 
 def pytest_addoption(parser):

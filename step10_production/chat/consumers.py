@@ -5,6 +5,7 @@ import reprlib
 import weakref
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import (
     AsyncJsonWebsocketConsumer,
@@ -180,10 +181,29 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             )
             await self.channel_layer.group_send(
                 self.room_group_name,
-                {"type": "chat.message", "number": frame["id"], "frame": frame},
+                {
+                    "type": "chat.message",
+                    "number": frame["id"],
+                    # Encoded once here, not once for each member of the room.
+                    "frame": json.dumps(frame),
+                },
             )
 
     # --- Channel layer handlers: the room's group talks to us ----------------------
+
+    async def dispatch(self, message):
+        """Run the handler for an event from the browser or the channel layer.
+
+        Channels' own dispatch first closes stale database connections, in the
+        database thread, before every handler: a trip to that thread for every event
+        every socket receives, a thousand for one message in a room of a thousand.
+        These handlers reach the database only through database_sync_to_async, which
+        does that itself, so they are called directly (notes/performance.md).
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def chat_message(self, event):
         number = event["number"]
@@ -196,7 +216,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             # broadcast, so the database has them all, in order: fetch them now.
             await self.catch_up()
             return
-        await self.send_json(event["frame"])
+        await self.send(text_data=event["frame"])
         self.delivered = number
 
     async def chat_catch_up(self, event):

@@ -253,7 +253,8 @@ async def test_client_that_has_everything_receives_an_empty_history(open_socket)
 async def broadcast(channel_layer, frame, room="lobby"):
     """What the consumer broadcasts for a stored message."""
     await channel_layer.group_send(
-        f"chat_{room}", {"type": "chat.message", "number": frame["id"], "frame": frame}
+        f"chat_{room}",
+        {"type": "chat.message", "number": frame["id"], "frame": json.dumps(frame)},
     )
 
 

@@ -86,11 +86,13 @@ REDIS_URL = os.environ.get("REDIS_URL")
 # (silently, for group_send). Raised from the default 100 so that a busy room's
 # burst fits; a consumer that still misses some catches up from the database.
 CHANNEL_CAPACITY = int(os.environ.get("CHANNEL_CAPACITY", "1000"))
-# Which of channels_redis' two layers: "core" (RedisChannelLayer: each member's
-# messages wait in Redis, at most `capacity` of them) or "pubsub"
-# (RedisPubSubChannelLayer: one PUBLISH per message, which each server process
-# hands to its own members). See notes/channel-layers.md.
-REDIS_LAYER = os.environ.get("REDIS_LAYER", "core")
+# Which of channels_redis' two layers: "pubsub" (RedisPubSubChannelLayer: one
+# PUBLISH per message, which each server process hands to its own members) or
+# "core" (RedisChannelLayer: a copy of each message waits in Redis for each server
+# process, at most `capacity` of them). Pub/sub is the default: it costs about half
+# the CPU per delivery (notes/performance.md); a message it loses while a process
+# reconnects to Redis is caught up from the database. See notes/channel-layers.md.
+REDIS_LAYER = os.environ.get("REDIS_LAYER", "pubsub")
 REDIS_LAYERS = {
     "core": "channels_redis.core.RedisChannelLayer",
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",

@@ -48,10 +48,10 @@ VARIANTS = [
     Variant("step 3 async, Daphne, in-memory", 3, "daphne", "in-memory", "tutorial"),
     Variant("step 3 async, Uvicorn, in-memory", 3, "uvicorn", "in-memory", "tutorial"),
     Variant("step 3 async, Uvicorn, Redis", 3, "uvicorn", "redis", "tutorial"),
-    Variant("step 5, Uvicorn, Redis", 5, "uvicorn", "redis", "step5"),
+    Variant("step 10, Uvicorn, Redis", 10, "uvicorn", "redis", "step5"),
     Variant(
-        "step 5, Uvicorn, Redis pub/sub",
-        5,
+        "step 10, Uvicorn, Redis pub/sub",
+        10,
         "uvicorn",
         "redis",
         "step5",
