@@ -13,7 +13,7 @@ SERVER_OPTIONS := $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)") 
 TEST_OPTIONS := $(if $(PYTEST_ARGS),--pytest-args "$(PYTEST_ARGS)") $(if $(JOBS),--jobs "$(JOBS)")
 
 .DEFAULT_GOAL := help
-.PHONY: help test test-tools ci flake-check diff diff-html diffs check-steps redis demo-inmemory-workers bench bench-quick lint format clean distclean
+.PHONY: help start check compare run test test-tools ci flake-check diff diff-html diffs check-steps redis demo-inmemory-workers bench bench-quick lint format clean distclean
 
 help:
 	@$(WORKSHOP) help
@@ -28,6 +28,19 @@ step%-stack:
 
 step%:
 	@$(WORKSHOP) step $* $(SERVER_OPTIONS)
+
+# Do the workshop yourself, in workspace/ (see README.md, "Do it yourself").
+start:
+	@$(WORKSHOP) start $(or $(STEP),$(error Which step? For example: make start STEP=2)) $(if $(FORCE),--force)
+
+check:
+	@$(WORKSHOP) check $(STEP) $(if $(DETAILS),--details)
+
+compare:
+	@$(WORKSHOP) compare $(STEP)
+
+run:
+	@$(WORKSHOP) run $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")
 
 test:
 	@$(WORKSHOP) test $(TEST_OPTIONS)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from workshop.diffs import BOLD, RESET, colour_lines, html_page, step_diff
+from workshop.diy import WorkspaceError
 from workshop.lessons import check_all, read_manifest, write_diffs
 from workshop.ports import port_in_use
 from workshop.redis_server import RedisServer
@@ -32,6 +33,10 @@ COMMANDS = [
     ("make stepN-workers", "python workshop.py workers N", "step N under uvicorn with several worker processes on Redis (WORKERS=2)"),
     ("make stepN-stack", "python workshop.py stack N", "the last step as deployed: nginx, two app servers, PostgreSQL, Redis (PORT=8080)"),
     ("make demo-inmemory-workers", "python workshop.py demo-inmemory-workers", "two workers, one room: who gets a message on the in-memory layer, and on Redis"),
+    ("make start STEP=N", "python workshop.py start N", "your own workspace/ from the end of step N-1, to write step N yourself (FORCE=1 / --force)"),
+    ("make check", "python workshop.py check", "step N's checkpoints against workspace/, in plain words (DETAILS=1 / --details)"),
+    ("make compare", "python workshop.py compare", "workspace/ against the reference step, as a diff"),
+    ("make run", "python workshop.py run", "run workspace/ on http://127.0.0.1:8000/chat/"),
     ("make test", "python workshop.py test", "every step's tests, several at once, one summary line per step"),
     ("make test-stepN", "python workshop.py test N", "step N's tests (PYTEST_ARGS=\"-x -k lobby\" / --pytest-args ...)"),
     ("make redis", "python workshop.py redis", "run redis-server on port 6379 (or say how to install it)"),
@@ -151,9 +156,14 @@ def check_port(port: int, host: str, again: str) -> None:
         )
 
 
-def serve(step_number: str, host: str, port: int) -> int:
+def serve(step_number: str, host: str, port: int, folder: Path | None = None) -> int:
+    """Run a step (or, with `folder`, the learner's workspace working towards it)."""
     step = find_step(step_number)
-    check_port(port, host, f"make step{step.number} PORT={port + 1}")
+    again = "make run" if folder else f"make step{step.number}"
+    check_port(port, host, f"{again} PORT={port + 1}")
+    wants_redis = lesson_setting(step, "redis") == "preferred"
+    if folder:
+        step = Step(step.number, folder)
     manage = [sys.executable, "manage.py"]
     print(
         f"== Step {step.number}: {step.name} ({python_line()}) - preparing its database"
@@ -164,7 +174,7 @@ def serve(step_number: str, host: str, port: int) -> int:
         return migrate.returncode
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/chat/"
     env, redis_server = {}, None
-    if lesson_setting(step, "redis") == "preferred":
+    if wants_redis:
         env, redis_server = local_redis_for(step, required=False)
     try:
         print(
@@ -496,6 +506,20 @@ def build_parser() -> argparse.ArgumentParser:
         serve_parser.add_argument("--port", type=port_number, default=8000)
         serve_parser.add_argument("--workers", type=positive, default=2)
     commands.add_parser("demo-inmemory-workers")
+    start_parser = commands.add_parser("start")
+    start_parser.add_argument("step")
+    start_parser.add_argument("--force", action="store_true")
+    check_parser = commands.add_parser("check")
+    check_parser.add_argument("step", nargs="?")
+    check_parser.add_argument("--details", action="store_true")
+    compare_parser = commands.add_parser("compare")
+    compare_parser.add_argument("step", nargs="?")
+    run_parser = commands.add_parser("run")
+    run_parser.add_argument("--host", default="127.0.0.1")
+    run_parser.add_argument("--port", type=port_number, default=8000)
+    for name in ("manage", "admin"):
+        passthrough = commands.add_parser(name)
+        passthrough.add_argument("arguments", nargs=argparse.REMAINDER)
     test_parser = commands.add_parser("test")
     test_parser.add_argument("steps", nargs="*")
     test_parser.add_argument("--pytest-args", default="")
@@ -553,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve_workers(args.step, args.host, args.port, args.workers)
         if args.command == "stack":
             return serve_stack(args.step, args.port)
+        if args.command in ("start", "check", "compare", "run", "manage", "admin"):
+            return workspace_command(args)
         if args.command == "demo-inmemory-workers":
             from workshop.demo_workers import demo
 
@@ -584,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
             return format_code()
         if args.command in ("clean", "distclean"):
             return clean(everything=args.command == "distclean")
-    except (UserError, NoSuchStep) as error:
+    except (UserError, NoSuchStep, WorkspaceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `make diff | head`
@@ -593,6 +619,23 @@ def main(argv: list[str] | None = None) -> int:
         print("\nStopped.")
         return 0
     return 2
+
+
+def workspace_command(args) -> int:
+    from workshop import diy
+
+    if args.command == "start":
+        return diy.start(args.step, args.force)
+    if args.command == "check":
+        return diy.check(args.step, args.details)
+    if args.command == "compare":
+        return diy.compare(args.step, sys.stdout.isatty())
+    if args.command == "run":
+        step = diy.target_step(None)
+        if not (diy.WORKSPACE / "manage.py").exists():
+            raise WorkspaceError("workspace/ has no manage.py yet: see `make start`.")
+        return serve(str(step.number), args.host, args.port, folder=diy.WORKSPACE)
+    return diy.manage(args.arguments, admin=args.command == "admin")
 
 
 def last_step_with(setting: str) -> Step:

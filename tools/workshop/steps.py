@@ -24,6 +24,7 @@ IGNORED_NAMES = {
     "test-artifacts",
     "staticfiles",
     ".DS_Store",
+    ".workshop.json",  # workspace/'s own record (tools/workshop/diy.py)
 }
 IGNORED_SUFFIXES = (
     ".pyc",

@@ -1,103 +1,143 @@
-"""Start each variant's server, load it, measure it, stop it; then report.
+"""Start each variant's server, load it, measure it, stop it; write the figures; then
+have report.py write the note.
 
-python -m workshop.bench.run [--quick]
+python -m workshop.bench.run [--quick] [--only TEXT] [--sizes 100,1000] [--rounds N]
+                             [--scenarios throughput,burst,steady,storm,breakdown]
 
-Every figure is reported next to its ratio to the baseline measured in the same run,
-because absolute numbers say more about the machine than about the code.
+Every figure is measured in several rounds, each time on a fresh server. Within a
+round the baseline goes first in each group and the variants follow it, so that a
+machine that drifts during the run moves both. The figures go to JSON
+(notes/performance/bench.json; bench-results/ for a quick or partial run), which
+report.py, run as a separate process, turns into notes/performance.md.
 """
 
 import argparse
 import asyncio
+import collections
+import importlib.metadata
 import json
-import math
 import os
 import platform
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import psutil
 
-from workshop.accounts import login_cookie, migrate
-from workshop.bench.load import run_room
+from workshop.accounts import migrate
+from workshop.bench import breakdown
+from workshop.bench.load import in_room, run_room, run_steady
+from workshop.bench.storm import page_backoff, run_storm
+from workshop.bench.variants import (
+    BASELINE,
+    CHAT,
+    Variant,
+    all_variants,
+    deployed_uvicorn,
+    last_step,
+    python_command,
+    server_command,
+)
 from workshop.ports import free_port, wait_for_port
 from workshop.redis_server import RedisServer
-from workshop.steps import ROOT, find_step
+from workshop.steps import ROOT
 
-BASELINE = "baseline (raw websockets)"
+NOTES_JSON = ROOT / "notes" / "performance" / "bench.json"
+SCRATCH_RESULTS = ROOT / "bench-results"
+SCENARIOS = ("throughput", "burst", "steady", "storm", "breakdown")
+# The burst of the step 5 issue: 5 members of a 10-person room send 40 each at once.
+BURST_CLIENTS, BURST_SENDERS, BURST_MESSAGES = 10, 5, 40
+# Settings that would change the last step's configuration if this shell had them:
+# "default configuration" means none of them.
+STEP_SETTINGS_PREFIXES = ("DJANGO_", "CHAT_", "PRESENCE_", "POSTGRES_")
+STEP_SETTINGS = {"DATABASE_URL", "REDIS_LAYER", "CHANNEL_CAPACITY", "SQLITE_PATH"}
+# The peak-throughput runs send as fast as they can: the per-user limit is lifted.
+UNLIMITED = {"CHAT_MAX_MESSAGES_PER_SECOND": "1000000"}
 
 
 @dataclass(frozen=True)
-class Variant:
-    name: str
-    step: int | None  # None: the baseline server
-    server: str  # "baseline", "daphne" or "uvicorn"
-    layer: str | None  # "in-memory", "redis" or None
-    protocol: str  # "tutorial" or "step5"
-    env: tuple[tuple[str, str], ...] = ()  # settings the variant's server is given
+class Steady:
+    clients: int
+    senders: int
+    rate: float  # messages a second, all senders together
+    seconds: float
+    drain: float  # the longest wait for deliveries after the last send
 
 
-VARIANTS = [
-    Variant(BASELINE, None, "baseline", None, "tutorial"),
-    Variant("step 2 sync, Daphne, in-memory", 2, "daphne", "in-memory", "tutorial"),
-    Variant("step 2 sync, Uvicorn, in-memory", 2, "uvicorn", "in-memory", "tutorial"),
-    Variant("step 3 async, Daphne, in-memory", 3, "daphne", "in-memory", "tutorial"),
-    Variant("step 3 async, Uvicorn, in-memory", 3, "uvicorn", "in-memory", "tutorial"),
-    Variant("step 3 async, Uvicorn, Redis", 3, "uvicorn", "redis", "tutorial"),
-    Variant("step 10, Uvicorn, Redis", 10, "uvicorn", "redis", "step5"),
-    Variant(
-        "step 10, Uvicorn, Redis pub/sub",
-        10,
-        "uvicorn",
-        "redis",
-        "step5",
-        (("REDIS_LAYER", "pubsub"),),
-    ),
-]
+@dataclass(frozen=True)
+class StormPlan:
+    listeners: int
+    senders: int
+    rate: float  # messages a second during the storm, all senders together
+    warmup: float  # seconds of messages before the kill
+    limit: float  # the longest wait for everyone to catch up, from the kill
 
 
 @dataclass(frozen=True)
 class Plan:
-    sizes: tuple[int, ...]
-    deliveries: int  # aim for about this many deliveries per measurement
+    rounds: int
+    sizes: tuple[int, ...]  # throughput room sizes: the baseline and the last step
+    tutorial_sizes: tuple[int, ...]  # steps 2 and 3, which matter less
+    deliveries: int  # aim for about this many deliveries per throughput run
     senders: int
     burst: bool
+    steady: Steady | None
+    storm: StormPlan | None
+    breakdowns: bool
+    # Under tracemalloc a server is several times slower: a smaller room, for memory
+    # per idle connection does not depend on the room's size.
+    memory_clients: int = 200
+    profile_clients: int = 1000
 
     def per_sender(self, clients: int) -> int:
         senders = min(self.senders, clients)
-        return max(1, math.ceil(self.deliveries / ((clients - 1) * senders)))
+        return max(1, -(-self.deliveries // ((clients - 1) * senders)))
 
 
-FULL = Plan(sizes=(10, 100, 1000), deliveries=10_000, senders=4, burst=True)
-QUICK = Plan(sizes=(), deliveries=400, senders=4, burst=True)  # the burst alone
-# The burst of the step 5 issue: 5 members of a 10-person room send 40 each at once.
-BURST_CLIENTS, BURST_SENDERS, BURST_MESSAGES = 10, 5, 40
+FULL = Plan(
+    rounds=3,
+    sizes=(10, 100, 1000),
+    tutorial_sizes=(10, 100),
+    deliveries=10_000,
+    senders=4,
+    burst=True,
+    steady=Steady(clients=1000, senders=4, rate=20, seconds=5, drain=10),
+    storm=StormPlan(listeners=1000, senders=4, rate=5, warmup=2, limit=60),
+    breakdowns=True,
+)
+# CI's smoke run: every variant starts and delivers, once; the steady load and the
+# storm run in small rooms so that their code is exercised too.
+QUICK = Plan(
+    rounds=1,
+    sizes=(),
+    tutorial_sizes=(),
+    deliveries=400,
+    senders=4,
+    burst=True,
+    steady=Steady(clients=50, senders=4, rate=20, seconds=2, drain=5),
+    storm=StormPlan(listeners=50, senders=2, rate=5, warmup=1.5, limit=30),
+    breakdowns=False,
+)
 
 
-def variant_slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+# --- placing processes on cores, and reading their CPU and memory ---------------------
 
 
-# --- placing processes on cores ------------------------------------------------------
-
-
-def placement() -> tuple[set[int] | None, set[int] | None, str]:
-    """(server cores, client cores, a sentence saying so)."""
+def placement() -> tuple[set[int] | None, set[int] | None, dict]:
+    """(server cores, client cores, how they were placed)."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cores) < 2:
-        return None, None, "not pinned: fewer than two cores available to this process"
-    server, client = {cores[0]}, set(cores[1:])
+        return None, None, {"pinned": False, "cores_available": len(cores)}
     return (
-        server,
-        client,
-        (
-            f"server processes (and redis-server) pinned to core {cores[0]},"
-            f" load client to core(s) {', '.join(map(str, sorted(client)))}"
-        ),
+        {cores[0]},
+        set(cores[1:]),
+        {"pinned": True, "server": [cores[0]], "client": cores[1:]},
     )
 
 
@@ -110,6 +150,25 @@ def pin(pid: int, cores: set[int] | None) -> None:
             each.cpu_affinity(sorted(cores))
     except (psutil.Error, AttributeError):
         pass
+
+
+class Idle:
+    """idle() is True once the server has used less than `threshold` of a core over
+    the last `window` seconds."""
+
+    def __init__(self, pid: int, window: float = 0.5, threshold: float = 0.1):
+        self.pid, self.window, self.threshold = pid, window, threshold
+        self.samples: collections.deque = collections.deque()
+
+    def __call__(self) -> bool:
+        now, cpu = time.monotonic(), cpu_seconds(self.pid)
+        self.samples.append((now, cpu))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()
+        then, cpu_then = self.samples[0]
+        return now - then >= self.window and (cpu - cpu_then) < self.threshold * (
+            now - then
+        )
 
 
 def server_tree(pid: int) -> list[psutil.Process]:
@@ -138,224 +197,654 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
-# --- one variant ----------------------------------------------------------------------
+# --- servers --------------------------------------------------------------------------
 
 
-def server_command(variant: Variant, port: int) -> list[str]:
-    if variant.server == "baseline":
-        return [sys.executable, "-m", "workshop.bench.baseline", str(port)]
-    if variant.server == "daphne":
-        return [
-            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-            "-v", "0", "mysite.asgi:application",
-        ]  # fmt: skip
-    return [
-        sys.executable, "-m", "uvicorn", "mysite.asgi:application", "--port", str(port),
-        "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
+class Server:
+    """One variant's server on a loopback port, its output in a log file."""
+
+    def __init__(self, bench, variant: Variant, env: dict, port=None, probe=None):
+        self.bench, self.variant, self.env = bench, variant, env
+        self.port = port or free_port()
+        self.probe = probe
+        bench.servers_started += 1
+        self.log = bench.scratch / f"server-{bench.servers_started}-{variant.key}.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def start(self) -> "Server":
+        env = dict(self.env)
+        if self.probe:  # the probe is the workshop's, run from the step's folder
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(ROOT / "tools"), env.get("PYTHONPATH")])
+            )
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                python_command(server_command(self.variant, self.port), self.probe),
+                cwd=self.variant.folder,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        pin(self.process.pid, self.bench.server_cores)
+        if not wait_for_port(self.port, timeout=60):
+            self.kill()
+            raise RuntimeError(f"the server did not start: {self.log_tail()}")
+        return self
+
+    def log_tail(self, lines: int = 5) -> str:
+        return " | ".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def signal(self, number: int) -> None:
+        os.kill(self.process.pid, number)
+
+    def kill(self) -> None:
+        """SIGKILL: nothing after the measurement is measured, and a crash is the
+        storm's point. Every run has its own database and an emptied Redis."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+        if self.process:
+            self.process.wait()
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.kill()
 
 
-def measure_variant(
-    variant, plan, redis, server_cores, client_cores, scratch
-) -> list[dict]:
-    step_dir = find_step(variant.step).path if variant.step else ROOT / "tools"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis.url if redis and variant.layer == "redis" else "",
-        "PYTHONUNBUFFERED": "1",
-        **dict(variant.env),
+def clean_environment() -> dict:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name not in STEP_SETTINGS and not name.startswith(STEP_SETTINGS_PREFIXES)
     }
-    cookie = ""
-    if variant.protocol == "step5":
-        env.update(
-            {
-                # A database of its own: another variant's rooms would come back
-                # as history.
-                "SQLITE_PATH": str(
-                    Path(scratch) / f"{variant_slug(variant.name)}.sqlite3"
-                ),
-                # The benchmark measures throughput: lift the per-socket rate limit.
-                "CHAT_MAX_MESSAGES_PER_SECOND": "1000000",
-                "PRESENCE_HEARTBEAT_SECONDS": "5",
-            }
+
+
+SETUP = """
+import json
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from django.contrib.sessions.backends.db import SessionStore
+from django.db import transaction
+
+User = get_user_model()
+keys = []
+with transaction.atomic():
+    # No passwords: a session is all a socket needs, and hashing a thousand is slow.
+    users = User.objects.bulk_create(
+        [User(username=f"bench{i}", password=make_password(None)) for i in range(COUNT)]
+    )
+    for user in users:
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        keys.append(session.session_key)
+found = {name: getattr(settings, name) for name in NAMES}
+found["DATABASE_ENGINE"] = settings.DATABASES["default"]["ENGINE"]
+print(json.dumps({"sessions": keys, "settings": found}, default=str))
+"""
+STORED = """
+import json
+from chat.models import Message
+numbers = Message.objects.filter(room__name=ROOM).values_list("number", flat=True)
+print(json.dumps(list(numbers)))
+"""
+# The last step's settings that the note reports.
+REPORTED_SETTINGS = [
+    "DEBUG",
+    "REDIS_LAYER",
+    "REDIS_LAYERS",
+    "CHAT_MAX_MESSAGES_PER_SECOND",
+    "CHAT_HEARTBEAT_SECONDS",
+    "PRESENCE_COALESCE_SECONDS",
+]
+
+
+def manage_shell(step_dir: Path, env: dict, code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=step_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode:
+        raise RuntimeError(f"manage.py shell failed: {result.stderr[-2000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+# --- the bench --------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, plan: Plan, scratch: Path, redis, server_cores):
+        self.plan, self.scratch, self.redis = plan, scratch, redis
+        self.server_cores = server_cores
+        self.servers_started = 0
+        self.databases = 0
+        self.rows: list[dict] = []
+        self.breakdowns: dict = {}
+        self.environment = clean_environment()
+
+    def prepare_last_step(self, users: int) -> dict:
+        """Migrate a database for the last step, with `users` logged-in users; read
+        the settings it runs with."""
+        step = last_step()
+        self.template_db = self.scratch / "last-step.sqlite3"
+        env = {
+            **self.environment,
+            "SQLITE_PATH": str(self.template_db),
+            "DJANGO_DEBUG": "0",
+            "REDIS_URL": self.redis.url if self.redis else "",
+        }
+        migrate(step.path, env)
+        code = SETUP.replace("COUNT", str(users)).replace(
+            "NAMES", repr(REPORTED_SETTINGS)
         )
-        migrate(step_dir, env)
-        cookie = login_cookie(step_dir, env, "bench")
-    runs = [
-        (f"room{n}", n, min(plan.senders, n), plan.per_sender(n)) for n in plan.sizes
-    ]
-    if plan.burst:
-        runs.append(("burst", BURST_CLIENTS, BURST_SENDERS, BURST_MESSAGES))
-    results = []
-    for room, clients, senders, per_sender in runs:
-        # A fresh server for each measurement: nothing left over from the last room.
+        found = json.loads(manage_shell(step.path, env, code))
+        self.cookies = [f"sessionid={key}" for key in found["sessions"]]
+        application, flags, source = deployed_uvicorn(step)
+        return {
+            "number": step.number,
+            "name": step.name,
+            "application": application,
+            "uvicorn_flags": list(flags),
+            "flags_from": source,
+            "settings": found["settings"],
+            "backoff": page_backoff(
+                step.path / "chat/templates/chat/room.html"
+            ).describe(),
+        }
+
+    def env_for(self, variant: Variant, unlimited: bool = False) -> dict:
+        env = {
+            **self.environment,
+            "PYTHONUNBUFFERED": "1",
+            "REDIS_URL": self.redis.url if self.redis and variant.redis else "",
+            **variant.env,
+        }
+        if variant.protocol == CHAT:
+            # A database of its own for every run: nothing of an earlier run's.
+            self.databases += 1
+            database = self.scratch / f"run-{self.databases}.sqlite3"
+            for suffix in ("", "-wal"):
+                source = Path(f"{self.template_db}{suffix}")
+                if source.exists():
+                    shutil.copy(source, f"{database}{suffix}")
+            env["SQLITE_PATH"] = str(database)
+            if unlimited:
+                env.update(UNLIMITED)
+        if self.redis and variant.redis:
+            # The groups of an earlier server must not get this one's messages.
+            self.redis.flush_all()
+        return env
+
+    def cookies_for(self, variant: Variant, count: int, offset: int = 0) -> list[str]:
+        if variant.protocol != CHAT:
+            return []
+        return self.cookies[offset : offset + count]
+
+    def record(self, row: dict) -> None:
+        self.rows.append(row)
+        print(format_row(row), flush=True)
+
+    def attempt(self, row: dict, measure) -> None:
+        """Run one measurement; a failure is a result, not a crash."""
+        started = time.monotonic()
+        try:
+            row.update(measure())
+        except Exception as error:
+            row["error"] = f"{type(error).__name__}: {error}"
+        row["job_seconds"] = round(time.monotonic() - started, 1)
+        self.record(row)
+
+    # --- the scenarios ----------------------------------------------------------------
+
+    def room(self, variant, scenario, clients, senders, per_sender, round_):
         row = {
-            "variant": variant.name,
-            "scenario": "burst" if room == "burst" else "throughput",
+            "variant": variant.key,
+            "scenario": scenario,
+            "round": round_,
             "clients": clients,
             "senders": senders,
             "messages": senders * per_sender,
             "expected": senders * per_sender * (clients - 1),
         }
-        if redis and variant.layer == "redis":
-            # The groups of an earlier server (its dead channels included) must not
-            # get this one's messages.
-            redis.flush_all()
-        try:
-            row.update(
-                measure_once(
-                    variant,
-                    step_dir,
-                    env,
-                    cookie,
-                    server_cores,
-                    room,
+
+        def measure():
+            env = self.env_for(variant, unlimited=True)
+            with Server(self, variant, env) as server:
+                time.sleep(0.3)
+                before = rss_bytes(server.pid)
+                marks = {}
+
+                def on_ready():
+                    marks["rss"] = rss_bytes(server.pid)
+                    start_marks(marks, server)
+
+                def on_done():
+                    end_marks(marks, server)
+
+                result = asyncio.run(
+                    run_room(
+                        f"ws://127.0.0.1:{server.port}/ws/chat/{scenario}{round_}/",
+                        clients,
+                        senders,
+                        per_sender,
+                        variant.protocol,
+                        f"http://127.0.0.1:{server.port}",
+                        self.cookies_for(variant, clients),
+                        on_ready=on_ready,
+                        on_done=on_done,
+                        idle=Idle(server.pid),
+                        # The last step catches up what was dropped on its heartbeat.
+                        quiet_after=8.0 if variant.protocol == CHAT else 3.0,
+                    )
+                )
+            return {
+                **room_figures(result, marks),
+                "rss_kib_per_idle_connection": (marks["rss"] - before) / clients / 1024,
+            }
+
+        self.attempt(row, measure)
+
+    def steady(self, variant: Variant, round_: int) -> None:
+        plan = self.plan.steady
+        row = {
+            "variant": variant.key,
+            "scenario": "steady",
+            "round": round_,
+            "clients": plan.clients,
+            "senders": plan.senders,
+            "rate": plan.rate,
+            "offered_deliveries_per_second": plan.rate * (plan.clients - 1),
+        }
+
+        def measure():
+            # The default rate limit stays: each sender sends rate / senders a second.
+            env = self.env_for(variant)
+            with Server(self, variant, env) as server:
+                marks = {}
+
+                def on_ready():
+                    start_marks(marks, server)
+
+                def on_done():
+                    end_marks(marks, server)
+
+                result = asyncio.run(
+                    run_steady(
+                        f"ws://127.0.0.1:{server.port}/ws/chat/steady{round_}/",
+                        plan.clients,
+                        plan.senders,
+                        plan.rate,
+                        plan.seconds,
+                        variant.protocol,
+                        f"http://127.0.0.1:{server.port}",
+                        self.cookies_for(variant, plan.clients),
+                        plan.drain,
+                        on_ready=on_ready,
+                        on_done=on_done,
+                        idle=Idle(server.pid),
+                    )
+                )
+            return {**room_figures(result, marks), "expected": result.expected}
+
+        self.attempt(row, measure)
+
+    def storm(self, variant: Variant, round_: int, backoff) -> None:
+        plan = self.plan.storm
+        row = {
+            "variant": variant.key,
+            "scenario": "storm",
+            "round": round_,
+            "clients": plan.listeners,
+            "senders": plan.senders,
+            "rate": plan.rate,
+        }
+
+        def measure():
+            env = self.env_for(variant)
+            room = f"storm{round_}"
+            servers = {"listeners": Server(self, variant, env).start()}
+            marks = {}
+            try:
+                servers["senders"] = Server(self, variant, env).start()
+                port = servers["listeners"].port
+
+                def restart():
+                    servers["listeners"].kill()
+                    servers["listeners"] = Server(self, variant, env, port=port).start()
+                    marks["up"] = time.monotonic()
+                    marks["cpu_up"] = cpu_seconds(servers["listeners"].pid)
+                    return marks["up"]
+
+                def on_caught_up():
+                    marks["done"] = time.monotonic()
+                    marks["cpu_done"] = cpu_seconds(servers["listeners"].pid)
+
+                origin = f"http://127.0.0.1:{port}"
+                figures, listeners = asyncio.run(
+                    run_storm(
+                        f"ws://127.0.0.1:{port}/ws/chat/{room}/",
+                        f"ws://127.0.0.1:{servers['senders'].port}/ws/chat/{room}/",
+                        origin,
+                        self.cookies_for(variant, plan.listeners),
+                        self.cookies_for(variant, plan.senders, offset=plan.listeners),
+                        plan.rate,
+                        plan.warmup,
+                        plan.limit,
+                        backoff,
+                        restart,
+                        on_caught_up,
+                        Idle(servers["listeners"].pid),
+                    )
+                )
+            finally:
+                for server in servers.values():
+                    server.kill()
+            stored = set(
+                json.loads(
+                    manage_shell(
+                        variant.step.path, env, STORED.replace("ROOM", repr(room))
+                    )
+                )
+            )
+            missing = [len(stored - listener.arrivals.keys()) for listener in listeners]
+            return {
+                **figures,
+                "stored": len(stored),
+                "lost": sum(missing),
+                "listeners_with_loss": sum(1 for n in missing if n),
+                "server_startup_cpu_s": marks["cpu_up"],
+                "storm_cpu_s": marks["cpu_done"] - marks["cpu_up"],
+                "storm_cpu_share": (marks["cpu_done"] - marks["cpu_up"])
+                / (marks["done"] - marks["up"]),
+            }
+
+        self.attempt(row, measure)
+
+    def memory_breakdown(self, variant: Variant, clients: int) -> None:
+        folder = self.scratch / f"memory-{variant.key}"
+        folder.mkdir()
+        env = self.env_for(variant)
+
+        def snapshot(server, number):
+            server.signal(signal.SIGUSR1)
+            wait_for_file(folder / f"snapshot-{number}.pickle")
+
+        with Server(self, variant, env, probe=("memory", str(folder))) as server:
+            time.sleep(0.5)
+            snapshot(server, 1)
+
+            async def measure(_):
+                await asyncio.to_thread(snapshot, server, 2)
+
+            asyncio.run(
+                in_room(
+                    f"ws://127.0.0.1:{server.port}/ws/chat/memory/",
+                    clients,
+                    variant.protocol,
+                    f"http://127.0.0.1:{server.port}",
+                    self.cookies_for(variant, clients),
+                    measure,
+                    Idle(server.pid),
+                )
+            )
+        self.breakdowns.setdefault("memory", {})[variant.key] = breakdown.memory(
+            folder / "snapshot-1.pickle",
+            folder / "snapshot-2.pickle",
+            clients,
+            variant.step.path if variant.step else None,
+        )
+        shutil.rmtree(folder)  # the snapshots are large; the figures are kept
+
+    def cpu_breakdown(self, variant: Variant, clients: int) -> None:
+        folder = self.scratch / f"cpu-{variant.key}"
+        folder.mkdir()
+        env = self.env_for(variant, unlimited=True)
+        senders = min(self.plan.senders, clients)
+        # Three times the deliveries of a measured run: more samples.
+        per_sender = 3 * self.plan.per_sender(clients)
+        with Server(self, variant, env, probe=("cpu", str(folder))) as server:
+            marks = {}
+
+            def on_ready():
+                server.signal(signal.SIGUSR2)
+                marks["cpu"] = cpu_seconds(server.pid)
+
+            def on_done():
+                marks["cpu_used"] = cpu_seconds(server.pid) - marks["cpu"]
+                server.signal(signal.SIGUSR2)
+
+            result = asyncio.run(
+                run_room(
+                    f"ws://127.0.0.1:{server.port}/ws/chat/profile/",
                     clients,
                     senders,
                     per_sender,
+                    variant.protocol,
+                    f"http://127.0.0.1:{server.port}",
+                    self.cookies_for(variant, clients),
+                    on_ready=on_ready,
+                    on_done=on_done,
                 )
             )
-        except Exception as error:  # a failed measurement is a result, not a crash
-            row.update(
-                {
-                    "received": 0,
-                    "delivery_ratio": 0.0,
-                    "deliveries_per_second": 0.0,
-                    "p50_ms": float("nan"),
-                    "p99_ms": float("nan"),
-                    "cpu_us_per_delivery": None,
-                    "rss_kib_per_idle_connection": float("nan"),
-                    "error": f"{type(error).__name__}: {error}",
-                }
-            )
-        results.append(row)
-        print(format_row(row), flush=True)
-    return results
-
-
-def measure_once(
-    variant, step_dir, env, cookie, server_cores, room, clients, senders, per_sender
-):
-    port = free_port()
-    server = subprocess.Popen(
-        server_command(variant, port),
-        cwd=step_dir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        if not wait_for_port(port, timeout=60):
-            raise RuntimeError("the server did not start")
-        time.sleep(0.3)
-        pin(server.pid, server_cores)
-        marks = {}
-
-        def on_ready():
-            marks["cpu"] = cpu_seconds(server.pid)
-            marks["rss"] = rss_bytes(server.pid)
-
-        def on_done():
-            marks["cpu_used"] = cpu_seconds(server.pid) - marks["cpu"]
-
-        before_rss = rss_bytes(server.pid)
-        result = asyncio.run(
-            run_room(
-                f"ws://127.0.0.1:{port}/ws/chat/{room}/",
-                clients,
-                senders,
-                per_sender,
-                variant.protocol,
-                f"http://127.0.0.1:{port}",
-                cookie,
-                on_ready=on_ready,
-                on_done=on_done,
-                quiet_after=8.0 if variant.protocol == "step5" else 3.0,
-            )
+            wait_for_file(folder / "profile.json")
+        profile = breakdown.cpu(
+            folder / "profile.json", variant.step.path if variant.step else None
         )
-        cpu = marks["cpu_used"]
-        return {
-            "received": result.received,
-            "duplicates": result.duplicates,
-            "delivery_ratio": result.ratio,
-            "deliveries_per_second": result.deliveries_per_second,
-            "p50_ms": result.latency_ms(0.50),
-            "p99_ms": result.latency_ms(0.99),
-            "cpu_us_per_delivery": cpu / result.received * 1e6
+        profile.update(
+            clients=clients,
+            deliveries=result.received,
+            delivery_ratio=result.ratio,
+            cpu_us_per_delivery=marks["cpu_used"] / result.received * 1e6
             if result.received
             else None,
-            "rss_kib_per_idle_connection": (marks["rss"] - before_rss) / clients / 1024,
-        }
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        )
+        self.breakdowns.setdefault("cpu", {})[variant.key] = profile
 
 
-# --- report -----------------------------------------------------------------------------
+def wait_for_file(path: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path.name} was not written in {timeout} s")
+        time.sleep(0.1)
 
 
-def format_row(row: dict) -> str:
-    if row.get("error"):
-        return f"  {row['scenario']:<10} N={row['clients']:<5} FAILED: {row['error']}"
-    cpu = row["cpu_us_per_delivery"]
-    return (
-        f"  {row['scenario']:<10} N={row['clients']:<5} {row['deliveries_per_second']:>9.0f} deliveries/s"
-        f"  p50 {row['p50_ms']:>7.1f} ms  p99 {row['p99_ms']:>7.1f} ms"
-        f"  delivered {row['delivery_ratio']:>7.2%}"
-        f"  CPU {cpu if cpu is not None else float('nan'):>6.0f} µs/delivery"
-        + (f"  DUPLICATES {row['duplicates']}" if row.get("duplicates") else "")
-    )
+def start_marks(marks: dict, server: Server) -> None:
+    marks["cpu"], marks["client"] = cpu_seconds(server.pid), time.process_time()
+    marks["at"] = time.monotonic()
 
 
-def add_ratios(rows: list[dict]) -> None:
-    baseline = {
-        (r["scenario"], r["clients"]): r for r in rows if r["variant"] == BASELINE
+def end_marks(marks: dict, server: Server) -> None:
+    marks["cpu_used"] = cpu_seconds(server.pid) - marks["cpu"]
+    marks["client_used"] = time.process_time() - marks["client"]
+    marks["wall"] = time.monotonic() - marks["at"]
+
+
+def room_figures(result, marks: dict) -> dict:
+    return {
+        "received": result.received,
+        "duplicates": result.duplicates,
+        "errors": len(result.errors),
+        "delivery_ratio": result.ratio,
+        "deliveries_per_second": result.deliveries_per_second,
+        "p50_ms": result.latency_ms(0.50),
+        "p99_ms": result.latency_ms(0.99),
+        "cpu_us_per_delivery": marks["cpu_used"] / result.received * 1e6
+        if result.received
+        else None,
+        # Shares of one core, from the first send until the last delivery (or the
+        # end of the wait): a load client near 100 % measures itself.
+        "server_cpu_share": marks["cpu_used"] / marks["wall"],
+        "client_cpu_share": marks["client_used"] / marks["wall"],
     }
+
+
+# --- the whole run ----------------------------------------------------------------------
+
+
+def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
+    plan = bench.plan
+    by_key = {v.key: v for v in variants}
+    default = next((v for v in variants if v.default), None)
+    backoff = (
+        page_backoff(default.step.path / "chat/templates/chat/room.html")
+        if default
+        else None
+    )
+    for round_ in range(1, plan.rounds + 1):
+        print(f"\n--- round {round_} of {plan.rounds}", flush=True)
+        if "throughput" in scenarios:
+            for size in sorted({*plan.sizes, *plan.tutorial_sizes}):
+                for variant in variants:
+                    sizes = (
+                        plan.sizes
+                        if variant.key == BASELINE or variant.protocol == CHAT
+                        else plan.tutorial_sizes
+                    )
+                    if size in sizes:
+                        bench.room(
+                            variant,
+                            "throughput",
+                            size,
+                            min(plan.senders, size),
+                            plan.per_sender(size),
+                            round_,
+                        )
+        if "burst" in scenarios and plan.burst:
+            for variant in variants:
+                bench.room(
+                    variant,
+                    "burst",
+                    BURST_CLIENTS,
+                    BURST_SENDERS,
+                    BURST_MESSAGES,
+                    round_,
+                )
+        if "steady" in scenarios and plan.steady:
+            for key in (BASELINE, "async-uvicorn", default.key if default else None):
+                if key in by_key:
+                    bench.steady(by_key[key], round_)
+        if "storm" in scenarios and plan.storm and default:
+            bench.storm(default, round_, backoff)
+    if "breakdown" in scenarios and plan.breakdowns:
+        print("\n--- breakdowns", flush=True)
+        for key in (BASELINE, "async-uvicorn", default.key if default else None):
+            if key in by_key:
+                bench.memory_breakdown(by_key[key], plan.memory_clients)
+        if default:
+            bench.cpu_breakdown(default, plan.profile_clients)
+
+
+# --- summaries --------------------------------------------------------------------------
+
+SUMMARISED = {
+    "throughput": [
+        "deliveries_per_second",
+        "p50_ms",
+        "p99_ms",
+        "delivery_ratio",
+        "cpu_us_per_delivery",
+        "rss_kib_per_idle_connection",
+        "client_cpu_share",
+    ],
+    "steady": [
+        "p50_ms",
+        "p99_ms",
+        "delivery_ratio",
+        "deliveries_per_second",
+        "server_cpu_share",
+        "client_cpu_share",
+    ],
+    "storm": [
+        "server_up_s",
+        "all_reconnected_s",
+        "all_caught_up_s",
+        "median_caught_up_s",
+        "lost",
+        "storm_cpu_s",
+        "storm_cpu_share",
+        "failed_attempts",
+        "client_cpu_share",
+    ],
+}
+SUMMARISED["burst"] = SUMMARISED["throughput"]
+# Compared with the baseline's median in the same group.
+RATIOS = ["deliveries_per_second", "cpu_us_per_delivery", "rss_kib_per_idle_connection"]
+
+
+def spread(values: list) -> dict:
+    """Median, least and greatest; None (a latency never reached, a figure a failed
+    run does not have) counts as worse than any number."""
+    ordered = sorted(values, key=lambda v: (v is None, v if v is not None else 0))
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        median = ordered[middle]
+    elif None in (ordered[middle - 1], ordered[middle]):
+        median = None
+    else:
+        median = (ordered[middle - 1] + ordered[middle]) / 2
+    return {
+        "median": median,
+        "min": ordered[0] if ordered else None,
+        "max": ordered[-1] if ordered else None,
+        "runs": len(values),
+    }
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        base = baseline.get((row["scenario"], row["clients"]))
-        row["throughput_vs_baseline"] = (
-            row["deliveries_per_second"] / base["deliveries_per_second"]
-            if base and base["deliveries_per_second"]
-            else None
+        groups.setdefault((row["scenario"], row["variant"], row["clients"]), []).append(
+            row
         )
-        row["cpu_vs_baseline"] = (
-            row["cpu_us_per_delivery"] / base["cpu_us_per_delivery"]
-            if base and base["cpu_us_per_delivery"] and row["cpu_us_per_delivery"]
-            else None
-        )
-
-
-def table(rows: list[dict], scenario: str) -> str:
-    def x(value):
-        return f"{value:.2f}×" if value is not None else "n/a"
-
-    lines = [
-        "| variant | N | deliveries/s | vs baseline | p50 ms | p99 ms | delivered | CPU µs/delivery | vs baseline | RSS KiB/idle conn |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        if row["scenario"] != scenario:
-            continue
-        cpu = row["cpu_us_per_delivery"]
-        lines.append(
-            f"| {row['variant']} | {row['clients']} | {row['deliveries_per_second']:,.0f}"
-            f" | {x(row['throughput_vs_baseline'])} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f}"
-            f" | {row['delivery_ratio']:.1%} ({row['received']:,}/{row['expected']:,})"
-            f" | {cpu:,.0f} | {x(row['cpu_vs_baseline'])}"
-            f" | {row['rss_kib_per_idle_connection']:.0f} |"
-            if cpu is not None
-            else f"| {row['variant']} | {row['clients']} | failed: {row.get('error', 'nothing delivered')} | | | | | | | |"
-        )
-    return "\n".join(lines)
+    found = []
+    for (scenario, variant, clients), group in groups.items():
+        summary = {
+            "scenario": scenario,
+            "variant": variant,
+            "clients": clients,
+            "runs": len(group),
+            "failed": [row["error"] for row in group if "error" in row],
+            "expected": group[0].get("expected"),
+        }
+        for metric in SUMMARISED[scenario]:
+            summary[metric] = spread([row.get(metric) for row in group])
+        base = groups.get((scenario, BASELINE, clients))
+        if base and variant != BASELINE and scenario in ("throughput", "burst"):
+            summary["vs_baseline"] = {}
+            for metric in RATIOS:
+                mine = summary[metric]["median"]
+                theirs = spread([row.get(metric) for row in base])["median"]
+                paired = [
+                    row.get(metric) / other.get(metric)
+                    for row in group
+                    for other in base
+                    if other["round"] == row["round"]
+                    and row.get(metric)
+                    and other.get(metric)
+                ]
+                summary["vs_baseline"][metric] = {
+                    "of_medians": mine / theirs if mine and theirs else None,
+                    "paired": spread(paired) if paired else None,
+                }
+        found.append(summary)
+    return found
 
 
 def machine_and_versions() -> dict:
-    import importlib.metadata as metadata
-
     cpu_model = platform.processor() or ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -365,7 +854,8 @@ def machine_and_versions() -> dict:
     except OSError:
         pass
     packages = [
-        "Django", "channels", "daphne", "uvicorn", "websockets", "channels-redis", "redis",
+        "Django", "channels", "channels-redis", "daphne", "uvicorn", "uvloop",
+        "httptools", "websockets", "redis", "msgpack",
     ]  # fmt: skip
     redis_version = ""
     if shutil.which("redis-server"):
@@ -382,113 +872,220 @@ def machine_and_versions() -> dict:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "os": platform.platform(),
-        "packages": {name: metadata.version(name) for name in packages},
+        "packages": {name: importlib.metadata.version(name) for name in packages},
         "redis_server": redis_version,
+        "sqlite": sqlite3.sqlite_version,
     }
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def number(value, spec=",.0f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def format_row(row: dict) -> str:
+    label = (
+        f"  {row['job_seconds']:>4.0f} s {row['variant']:<20} {row['scenario']:<10}"
+        f" N={row['clients']:<5}"
+    )
+    if row.get("error"):
+        return f"{label} FAILED: {row['error']}"
+    if row["scenario"] == "storm":
+        return (
+            f"{label} server up {number(row['server_up_s'], '.1f')} s, everyone"
+            f" reconnected {number(row['all_reconnected_s'], '.1f')} s, caught up"
+            f" {number(row['all_caught_up_s'], '.1f')} s after the kill; lost"
+            f" {row['lost']} of {row['stored']} stored; server CPU"
+            f" {row['storm_cpu_s']:.1f} s ({row['storm_cpu_share']:.0%} of a core)"
+        )
+    text = (
+        f"{label} {row['deliveries_per_second']:>9,.0f} deliveries/s"
+        f"  p50 {number(row['p50_ms'], '.1f'):>7} ms  p99 {number(row['p99_ms'], '.1f'):>7} ms"
+        f"  delivered {row['delivery_ratio']:>7.2%}"
+    )
+    if row["scenario"] == "steady":
+        text += f"  server CPU {row['server_cpu_share']:.0%}"
+    else:
+        text += f"  CPU {number(row.get('cpu_us_per_delivery'))} µs/delivery"
+    if row.get("duplicates"):
+        text += f"  DUPLICATES {row['duplicates']}"
+    if row.get("errors"):
+        text += f"  ERROR FRAMES {row['errors']}"
+    return text
+
+
+def print_summary(summaries: list[dict], names: dict) -> None:
+    print("\nMedians (least–greatest) of every group")
+    for s in summaries:
+        head = f"  {names[s['variant']]:<42} {s['scenario']:<10} N={s['clients']:<5}"
+        if s["scenario"] == "storm":
+            print(
+                f"{head} caught up {number(s['all_caught_up_s']['median'], '.1f')} s,"
+                f" lost {number(s['lost']['max'])} at most"
+            )
+            continue
+        figures = [
+            f"{number(s['deliveries_per_second']['median'])} deliveries/s",
+            f"p99 {number(s['p99_ms']['median'], '.0f')} ms",
+            f"delivered {number(s['delivery_ratio']['min'], '.1%')} at least",
+        ]
+        if "cpu_us_per_delivery" in s:
+            figures.append(f"CPU {number(s['cpu_us_per_delivery']['median'])} µs")
+            ratio = s.get("vs_baseline", {}).get("cpu_us_per_delivery", {})
+            if ratio.get("of_medians"):
+                figures.append(f"({ratio['of_medians']:.1f}× baseline)")
+        print(f"{head} {', '.join(figures)}")
+
+
+def check_quick(report: dict) -> list[str]:
+    """Every variant ran and delivered, with no message twice; the last step
+    delivered everything and lost nothing in the storm. Not how fast."""
+    problems = []
+    names = {v["key"]: v["name"] for v in report["variants"]}
+    chat = {
+        v["key"]
+        for v in report["variants"]
+        if v["step"] == report["last_step"]["number"]
+    }
+    ran = {row["variant"] for row in report["runs"]}
+    for key, name in names.items():
+        if key not in ran:
+            problems.append(f"{name}: did not run")
+    for row in report["runs"]:
+        where = f"{names[row['variant']]}: {row['scenario']}"
+        if row.get("error"):
+            problems.append(f"{where}: {row['error']}")
+        elif row["scenario"] == "storm":
+            if row["all_caught_up_s"] is None:
+                problems.append(f"{where}: not every client caught up")
+            if row["lost"]:
+                problems.append(f"{where}: {row['lost']} messages lost")
+        else:
+            if not row["received"]:
+                problems.append(f"{where}: delivered nothing")
+            if row["duplicates"]:
+                problems.append(f"{where}: {row['duplicates']} messages arrived twice")
+            if row["variant"] in chat and row["delivery_ratio"] < 1:
+                problems.append(f"{where}: delivered {row['delivery_ratio']:.1%}")
+    return problems
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workshop.bench.run")
-    parser.add_argument(
-        "--quick", action="store_true", help="the 30-second smoke run (CI)"
-    )
+    parser.add_argument("--quick", action="store_true", help="the short smoke run (CI)")
     parser.add_argument(
         "--only", help="only the variants whose name contains this text"
     )
     parser.add_argument(
-        "--sizes", help="room sizes instead of the plan's, e.g. 100,1000"
+        "--sizes", help="throughput room sizes for every variant, e.g. 100,1000"
+    )
+    parser.add_argument("--rounds", type=int, help="rounds instead of the plan's")
+    parser.add_argument(
+        "--scenarios", help=f"only these, comma-separated: {','.join(SCENARIOS)}"
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.sizes:
-        plan = Plan(
-            tuple(int(n) for n in args.sizes.split(",")),
-            plan.deliveries,
-            plan.senders,
-            False,
-        )
-    # A partial run is for looking into one thing: it prints, and writes no notes.
-    partial = bool(args.only or args.sizes)
+        sizes = tuple(int(n) for n in args.sizes.split(","))
+        plan = replace(plan, sizes=sizes, tutorial_sizes=sizes)
+    if args.rounds:
+        plan = replace(plan, rounds=args.rounds)
+    scenarios = tuple(args.scenarios.split(",")) if args.scenarios else SCENARIOS
+    # A partial run is for looking into one thing: it writes no notes.
+    partial = bool(args.only or args.sizes or args.rounds or args.scenarios)
 
     server_cores, client_cores, placed = placement()
     if client_cores:
         os.sched_setaffinity(0, client_cores)
-    print(f"Placement: {placed}.", flush=True)
-
-    redis = None
     executable = shutil.which("redis-server")
-    variants = [
-        v
-        for v in VARIANTS
-        if not args.only or args.only in v.name or v.name == BASELINE
-    ]
-    if executable:
-        redis = RedisServer(executable).start()
+    redis = RedisServer(executable).start() if executable else None
+    if redis:
         pin(redis.process.pid, server_cores)
-    else:
-        variants = [v for v in variants if v.layer != "redis"]
-        print("redis-server not found: the Redis variants are left out.", flush=True)
-
-    rows = []
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="workshop-bench-") as scratch:
-            for variant in variants:
-                print(f"\n{variant.name}", flush=True)
-                rows.extend(
-                    measure_variant(
-                        variant,
-                        plan,
-                        redis,
-                        server_cores,
-                        client_cores,
-                        scratch,
-                    )
-                )
+            bench = Bench(plan, Path(scratch), redis, server_cores)
+            users = max(
+                [
+                    *plan.sizes,
+                    *plan.tutorial_sizes,
+                    plan.profile_clients if plan.breakdowns else 0,
+                ]
+                + ([plan.steady.clients] if plan.steady else [])
+                + ([plan.storm.listeners + plan.storm.senders] if plan.storm else [])
+            )
+            last_info = bench.prepare_last_step(users)
+            settings = last_info["settings"]
+            variants = [
+                v
+                for v in all_variants(settings["REDIS_LAYERS"], settings["REDIS_LAYER"])
+                if (redis or not v.redis)
+                and (not args.only or args.only in v.name or v.key == BASELINE)
+            ]
+            print(
+                f"Variants: {', '.join(v.name for v in variants)}"
+                + ("" if redis else " (redis-server not found: no Redis variants)"),
+                flush=True,
+            )
+            schedule(bench, variants, scenarios)
     finally:
         if redis:
             redis.close()
-    add_ratios(rows)
     report = {
         "quick": args.quick,
+        "partial": partial,
         "seconds": round(time.monotonic() - started, 1),
         "placement": placed,
         "machine": machine_and_versions(),
         "plan": {
-            "sizes": plan.sizes,
-            "deliveries": plan.deliveries,
-            "senders": plan.senders,
+            **asdict(plan),
+            "burst": {
+                "clients": BURST_CLIENTS,
+                "senders": BURST_SENDERS,
+                "messages": BURST_MESSAGES,
+            }
+            if plan.burst
+            else None,
+            "rate_limit_lifted": UNLIMITED,
         },
-        "rows": rows,
+        "last_step": last_info,
+        "variants": [v.describe() for v in variants],
+        "runs": bench.rows,
+        "summary": summarise(bench.rows),
+        "breakdowns": bench.breakdowns,
     }
-    print("\nThroughput (W clients send at once; measured at every other client)\n")
-    print(table(rows, "throughput"))
-    print(
-        f"\nBurst ({BURST_SENDERS} of {BURST_CLIENTS} send {BURST_MESSAGES} each, at once)\n"
-    )
-    print(table(rows, "burst"))
-
-    from workshop.bench.report import check_quick, write_notes
-
+    print_summary(report["summary"], {v.key: v.name for v in variants})
+    if args.quick or partial:
+        SCRATCH_RESULTS.mkdir(exist_ok=True)
+        path = SCRATCH_RESULTS / ("quick.json" if args.quick else "partial.json")
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"\nFigures in {path.relative_to(ROOT)} ({report['seconds']} s)")
     if args.quick:
-        folder = ROOT / "bench-results"
-        folder.mkdir(exist_ok=True)
-        (folder / "quick.json").write_text(json.dumps(report, indent=2))
-        problems = check_quick(report, [v.name for v in variants])
+        problems = check_quick(report)
         for problem in problems:
             print(f"bench-quick: {problem}")
         print(
-            f"bench-quick: {len(variants) - len({p.split(':')[0] for p in problems})}"
-            f" of {len(variants)} variants ran and delivered ({report['seconds']} s)"
+            f"bench-quick: {len(variants)} variants; "
+            + (
+                "every one started and delivered"
+                if not problems
+                else f"{len(problems)} problems"
+            )
+            + f" ({report['seconds']} s)"
         )
         return 1 if problems else 0
     if partial:
         return 0
-    written = write_notes(report)
-    print(
-        f"\nWrote {', '.join(str(path.relative_to(ROOT)) for path in written)} ({report['seconds']} s)"
-    )
-    return 0
+    NOTES_JSON.parent.mkdir(parents=True, exist_ok=True)
+    NOTES_JSON.write_text(json.dumps(report, indent=1) + "\n")
+    # report.py reads the JSON in a process of its own: the note is made from the
+    # figures alone.
+    return subprocess.run(
+        [sys.executable, "-m", "workshop.bench.report", str(NOTES_JSON)],
+        cwd=ROOT / "tools",
+    ).returncode
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""Where a server's memory per connection and CPU per delivery go.
+
+Each allocation (tracemalloc) and each CPU sample (probe.py) is put down to the
+innermost frame that is not Python's standard library: the code that asked for it.
+Time in asyncio.wait called by Channels' consumer loop counts as Channels'; a
+transport.write from uvicorn counts as uvicorn's.
+"""
+
+import json
+import sysconfig
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
+NO_FRAME = "(no Python frame)"
+
+
+def origin(filename: str, step_dir: Path | None) -> tuple[str, bool]:
+    """(component, is it the standard library?) of a source file."""
+    if filename.startswith("<frozen "):
+        return filename.removeprefix("<frozen ").rstrip(">").split(".")[0], True
+    if filename.startswith("<"):
+        return NO_FRAME, True
+    path = Path(filename)
+    if "site-packages" in path.parts:
+        return path.parts[path.parts.index("site-packages") + 1].split(".")[0], False
+    if step_dir and path.is_relative_to(step_dir):
+        return f"{step_dir.name}/{path.relative_to(step_dir).parts[0]}", False
+    if path.is_relative_to(STDLIB):
+        return path.relative_to(STDLIB).parts[0].removesuffix(".py"), True
+    return path.name, False
+
+
+def attribute(frames: list[tuple[str, str]], step_dir: Path | None):
+    """(component, site) for frames (file, function-or-line), innermost first."""
+    for filename, where in frames:
+        component, stdlib = origin(filename, step_dir)
+        if not stdlib:
+            return component, f"{short(filename)}:{where}"
+    if not frames:
+        return NO_FRAME, NO_FRAME
+    filename, where = frames[0]
+    return origin(filename, step_dir)[0], f"{short(filename)}:{where}"
+
+
+def short(filename: str) -> str:
+    """A file name without the machine's own folders."""
+    path = Path(filename)
+    if "site-packages" in path.parts:
+        return "/".join(path.parts[path.parts.index("site-packages") + 1 :])
+    if path.is_relative_to(STDLIB):
+        return str(path.relative_to(STDLIB))
+    return "/".join(path.parts[-2:])
+
+
+def ranked(counter: Counter, total: float, scale: float, top: int) -> list[dict]:
+    return [
+        {
+            "what": what,
+            "share": amount / total if total else 0.0,
+            "amount": amount * scale,
+        }
+        for what, amount in counter.most_common(top)
+    ]
+
+
+def memory(before: Path, after: Path, connections: int, step_dir, top=12) -> dict:
+    """KiB per connection that the connections added, by component and by site."""
+    old = tracemalloc.Snapshot.load(before)
+    new = tracemalloc.Snapshot.load(after)
+    components, sites = Counter(), Counter()
+    for diff in new.compare_to(old, "traceback"):
+        frames = [(f.filename, str(f.lineno)) for f in reversed(diff.traceback)]
+        component, site = attribute(frames, step_dir)
+        components[component] += diff.size_diff
+        sites[site] += diff.size_diff
+    total = sum(components.values())
+    per_kib = 1 / connections / 1024
+    return {
+        "connections": connections,
+        "traced_kib_per_connection": total * per_kib,
+        "components": ranked(components, total, per_kib, len(components)),
+        "sites": ranked(sites, total, per_kib, top),
+    }
+
+
+def cpu(profile: Path, step_dir, top=15) -> dict:
+    """Shares of the sampled CPU time, by component and by function."""
+    data = json.loads(profile.read_text())
+    components, functions = Counter(), Counter()
+    for entry in data["stacks"]:
+        frames = [tuple(frame.rsplit(":", 1)) for frame in entry["stack"]]
+        component, function = attribute(frames, step_dir)
+        components[component] += entry["samples"]
+        functions[function] += entry["samples"]
+    total = sum(components.values())
+    return {
+        "samples": total,
+        "interval_s": data["interval"],
+        "components": ranked(components, total, data["interval"], len(components)),
+        "functions": ranked(functions, total, data["interval"], top),
+    }

@@ -1,0 +1,81 @@
+"""Run a server with one of Python's own instruments on, for the breakdowns.
+
+python -m workshop.bench.probe memory|cpu OUTDIR MODULE [ARGS...]
+
+Runs MODULE in this process as `python -m MODULE ARGS` would (uvicorn, the
+baseline), so that nothing but the instrument differs from the measured server.
+SIGUSR1 (memory): a tracemalloc snapshot, written to OUTDIR/snapshot-<n>.pickle.
+SIGUSR2 (cpu): the first starts sampling the stack every INTERVAL of the process's
+CPU time (SIGPROF: idle time is never sampled); the second stops and writes
+OUTDIR/profile.json. Files appear under their final name only once complete.
+"""
+
+import collections
+import json
+import os
+import runpy
+import signal
+import sys
+import tracemalloc
+from pathlib import Path
+
+# Deep enough to see past asyncio and Channels' wrappers to who asked for the memory.
+TRACEMALLOC_FRAMES = 30
+INTERVAL = 0.001  # seconds of CPU time between two samples
+
+
+def write(path: Path, save) -> None:
+    partial = path.with_name(path.name + ".partial")
+    save(partial)
+    os.replace(partial, path)
+
+
+def memory(folder: Path) -> None:
+    tracemalloc.start(TRACEMALLOC_FRAMES)
+    taken = 0
+
+    def snapshot(signum, frame):
+        nonlocal taken
+        taken += 1
+        write(folder / f"snapshot-{taken}.pickle", tracemalloc.take_snapshot().dump)
+
+    signal.signal(signal.SIGUSR1, snapshot)
+
+
+def cpu(folder: Path) -> None:
+    stacks = collections.Counter()
+    running = False
+
+    def sample(signum, frame):
+        stack = []
+        while frame is not None:
+            stack.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}")
+            frame = frame.f_back
+        stacks[tuple(stack)] += 1  # innermost frame first
+
+    def toggle(signum, frame):
+        nonlocal running
+        running = not running
+        signal.setitimer(signal.ITIMER_PROF, INTERVAL if running else 0, INTERVAL)
+        if not running:
+            found = [{"stack": list(s), "samples": n} for s, n in stacks.items()]
+            write(
+                folder / "profile.json",
+                lambda p: p.write_text(
+                    json.dumps({"interval": INTERVAL, "stacks": found})
+                ),
+            )
+
+    signal.signal(signal.SIGPROF, sample)
+    signal.signal(signal.SIGUSR2, toggle)
+
+
+def main() -> None:
+    mode, folder, module, *args = sys.argv[1:]
+    {"memory": memory, "cpu": cpu}[mode](Path(folder))
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
