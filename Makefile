@@ -13,7 +13,7 @@ SERVER_OPTIONS := $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)") 
 TEST_OPTIONS := $(if $(PYTEST_ARGS),--pytest-args "$(PYTEST_ARGS)") $(if $(JOBS),--jobs "$(JOBS)")
 
 .DEFAULT_GOAL := help
-.PHONY: help start check compare run test test-tools ci flake-check diff diff-html diffs check-steps redis demo-inmemory-workers bench bench-quick lint format clean distclean
+.PHONY: help start check compare run test test-tools ci standalone flake-check diff diff-html diffs check-steps redis demo-inmemory-workers bench bench-quick lint format clean distclean
 
 help:
 	@$(WORKSHOP) help
@@ -53,6 +53,9 @@ test-step%:
 
 ci:
 	@$(WORKSHOP) ci
+
+standalone:
+	@$(WORKSHOP) standalone $(STEP)
 
 demo-inmemory-workers:
 	@$(WORKSHOP) demo-inmemory-workers

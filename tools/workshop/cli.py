@@ -46,6 +46,7 @@ COMMANDS = [
     ("make check-steps", "python workshop.py check-steps", "check that each step changes only its lesson's files (lessons.ini)"),
     ("make test-tools", "python workshop.py test tools", "the tooling's own tests (lesson checks, troubleshooting entries, mutants)"),
     ("make ci", "python workshop.py ci", "everything CI runs: lint, check-steps, every suite, mutants, standalone steps, other Pythons"),
+    ("make standalone", "python workshop.py standalone", "each step copied alone, in a fresh virtualenv with its own requirements: pytest passes"),
     ("make flake-check", "python workshop.py flake-check 4", "step 4's browser tests 20 times in a row (RUNS= / --runs)"),
     ("make bench", "python workshop.py bench", "measure the steps' servers against a raw WebSocket baseline; regenerates notes/performance.md"),
     ("make bench-quick", "python workshop.py bench --quick", "the short smoke run of the benchmark (CI)"),
@@ -542,6 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
         diff_parser.add_argument("--words", action="store_true")
     commands.add_parser("diffs")
     commands.add_parser("check-steps")
+    ci_parser = commands.add_parser("ci")
+    ci_parser.add_argument("--jobs", type=positive, default=default_jobs())
+    standalone_parser = commands.add_parser("standalone")
+    standalone_parser.add_argument("steps", nargs="*")
+    standalone_parser.add_argument("--jobs", type=positive, default=default_jobs())
     flake_parser = commands.add_parser("flake-check")
     flake_parser.add_argument("step", nargs="?", default="4")
     flake_parser.add_argument("--runs", type=positive, default=20)
@@ -600,6 +606,12 @@ def main(argv: list[str] | None = None) -> int:
             return diffs()
         if args.command == "check-steps":
             return check_steps()
+        if args.command == "ci":
+            return ci(args.jobs)
+        if args.command == "standalone":
+            from workshop.standalone import standalone
+
+            return standalone(args.steps, args.jobs)
         if args.command == "flake-check":
             return flake_check(args.step, args.runs, args.tests)
         if args.command == "redis":
@@ -619,6 +631,111 @@ def main(argv: list[str] | None = None) -> int:
         print("\nStopped.")
         return 0
     return 2
+
+
+# --- make ci ---------------------------------------------------------------------------
+
+OTHER_PYTHONS = (
+    "3.10",
+    "3.13",
+)  # the oldest and the newest supported, besides this one
+
+
+def find_python(version: str) -> str | None:
+    """A python3.X that runs, from PATH or from pyenv."""
+    candidates = [shutil.which(f"python{version}")]
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates += sorted(map(str, pyenv.glob(f"{version}.*/bin/python{version}")))
+    for candidate in filter(None, candidates):
+        if (
+            subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode
+            == 0
+        ):
+            return candidate
+    return None
+
+
+def ci(jobs: int) -> int:
+    """Everything CI runs, in order, stopping at the first failure: what a learner's
+    `make test` runs, and what only a maintainer needs besides."""
+    from workshop.standalone import standalone
+    from workshop.testrun import run_suites
+
+    os.environ.update(
+        {"REQUIRE_REDIS": "1", "REQUIRE_BROWSER": "1", "REQUIRE_POSTGRES": "1",
+         "REQUIRE_NGINX": "1"}
+    )  # fmt: skip
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stages = [
+        ("lint", lint),
+        ("check-steps", check_steps),
+        ("every step's tests (make test)", lambda: test([], [], jobs, False)),
+        (
+            "the tooling's tests, each file a suite; the steps on every database; the"
+            " property tests with many more examples",
+            lambda: run_suites(maintainer_suites(), [], jobs),
+        ),
+        ("each step alone, in a virtualenv of its own", lambda: standalone([], jobs)),
+        ("the benchmark's smoke run", lambda: bench_quick()),
+    ]
+    for version in OTHER_PYTHONS:
+        if version == here:
+            continue
+        stages.append(
+            (f"every step on Python {version}", lambda v=version: other_python(v))
+        )
+    started = time.monotonic()
+    for title, stage in stages:
+        print(f"\n######## make ci: {title}", flush=True)
+        if stage() != 0:
+            print(f"\nmake ci: FAILED at: {title} ({time.monotonic() - started:.0f}s)")
+            return 1
+    print(f"\nmake ci: everything passed ({time.monotonic() - started:.0f}s)")
+    return 0
+
+
+def maintainer_suites() -> list:
+    from workshop.testrun import Suite
+
+    tools = ROOT / "tools"
+    suites = [
+        Suite(f"tools/{path.stem}", tools, [f"tests/{path.name}"])
+        for path in sorted((tools / "tests").glob("test_*.py"))
+    ]
+    for step in all_steps():
+        for database in (lesson_setting(step, "test_databases") or "").split()[1:]:
+            suites.append(
+                Suite(f"{step.name}[{database}]", step.path, [f"--database={database}"])
+            )
+        if (step.path / "chat" / "test_protocol_properties.py").exists():
+            suites.append(
+                Suite(
+                    f"{step.name}[thorough hypothesis]",
+                    step.path,
+                    [
+                        "chat/test_protocol_properties.py",
+                        "--hypothesis-profile=thorough",
+                    ],
+                )
+            )
+    return suites
+
+
+def bench_quick() -> int:
+    from workshop.bench.run import main as bench_main
+
+    return bench_main(["--quick"])
+
+
+def other_python(version: str) -> int:
+    python = find_python(version)
+    if python is None:
+        print(f"Python {version} is not on this machine: not tested on it.")
+        return 0
+    environment = {**os.environ, "WORKSHOP_VENV": f".venv-{version}"}
+    return subprocess.run(
+        [python, str(ROOT / "workshop.py"), "test"], cwd=ROOT, env=environment
+    ).returncode
 
 
 def workspace_command(args) -> int:
