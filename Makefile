@@ -8,7 +8,10 @@ PYTHON ?= python3
 # A Python named on the command line or in the environment (make step1
 # PYTHON=python3.12) is the one .venv is made with, and re-made with if it had
 # another; later commands keep using it.
-WORKSHOP := "$(PYTHON)" workshop.py$(if $(filter command line environment,$(origin PYTHON)), --python "$(PYTHON)")
+# `exec`: the shell that runs a recipe becomes the command, so that Ctrl+C stops the
+# server and the command ends normally (a shell left waiting would die of the
+# Ctrl+C, and make would report "Interrupt").
+WORKSHOP := exec "$(PYTHON)" workshop.py$(if $(filter command line environment,$(origin PYTHON)), --python "$(PYTHON)")
 SERVER_OPTIONS := $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)") $(if $(WORKERS),--workers "$(WORKERS)")
 TEST_OPTIONS := $(if $(PYTEST_ARGS),--pytest-args "$(PYTEST_ARGS)") $(if $(JOBS),--jobs "$(JOBS)")
 

@@ -180,8 +180,10 @@ def run_inside_venv(arguments):
 def main():
     requested_python, arguments = split_python_option(sys.argv[1:])
     venv = choose_venv()
-    if not requested_python and Path(sys.prefix).resolve() == venv.resolve():
-        install_requirements(venv)
+    inside = Path(sys.prefix).resolve() == venv.resolve()
+    if not requested_python and (inside or os.environ.get("WORKSHOP_REEXEC")):
+        if inside:
+            install_requirements(venv)
         run_inside_venv(arguments)
     if (
         not requested_python
@@ -190,7 +192,11 @@ def main():
     ):
         check_version(sys.executable, ".".join(map(str, sys.version_info[:3])))
     python = ensure_venv(requested_python)
-    process = subprocess.Popen([str(python), str(Path(__file__).resolve()), *arguments])
+    # Once, not again and again, should that Python not be the virtualenv's.
+    environment = dict(os.environ, WORKSHOP_REEXEC="1")
+    process = subprocess.Popen(
+        [str(python), str(Path(__file__).resolve()), *arguments], env=environment
+    )
     interrupted = False
     while True:
         try:

@@ -11,13 +11,15 @@ from workshop.steps import ROOT, all_steps
 
 @pytest.fixture
 def workshop_copy(tmp_path) -> Path:
-    """The steps, the manifest and the generated diffs, copied to a scratch folder."""
+    """The steps, the manifest, the requirements and the generated diffs, copied to a
+    scratch folder."""
     for step in all_steps():
         for name in step.files():
             target = tmp_path / step.name / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(step.path / name, target)
-    shutil.copyfile(ROOT / MANIFEST, tmp_path / MANIFEST)
+    for name in (MANIFEST, "requirements.txt"):
+        shutil.copyfile(ROOT / name, tmp_path / name)
     write_diffs(tmp_path)
     return tmp_path
 
@@ -99,3 +101,56 @@ def test_code_quoted_in_a_readme_must_match_its_file(workshop_copy):
         "quotes chat/consumers.py, but the quote is not in the file" in p
         for p in problems
     )
+
+
+def test_a_lesson_over_the_size_limit_is_reported(workshop_copy):
+    consumers = workshop_copy / "step3_async_chat" / "chat" / "consumers.py"
+    consumers.write_text(consumers.read_text() + "# a line\n" * 400)
+
+    problems = check_all(workshop_copy)
+
+    assert any(
+        "step2_sync_chat -> step3_async_chat changes" in p
+        and "more than the 400 a lesson may" in p
+        for p in problems
+    ), problems
+
+
+def test_a_step_that_imports_the_workshops_tooling_is_reported(workshop_copy):
+    conftest = workshop_copy / "step2_sync_chat" / "conftest.py"
+    conftest.write_text(
+        "from workshop.redis_server import ping\n" + conftest.read_text()
+    )
+
+    problems = check_all(workshop_copy)
+
+    assert any(
+        "step2_sync_chat/conftest.py:1 refers to the workshop's tooling" in p
+        for p in problems
+    ), problems
+
+
+def test_a_step_requirement_the_top_level_file_does_not_pin_alike_is_reported(
+    workshop_copy,
+):
+    requirements = workshop_copy / "step1_setup" / "requirements.txt"
+    requirements.write_text(
+        requirements.read_text().replace("Django==5.2.19", "Django==5.2.1")
+    )
+
+    problems = check_all(workshop_copy)
+
+    assert any(
+        "step1_setup/requirements.txt pins django==5.2.1, the top-level requirements.txt"
+        " django==5.2.19" in p
+        for p in problems
+    ), problems
+
+
+def test_a_folder_named_like_a_step_is_not_a_step(workshop_copy):
+    shutil.copytree(workshop_copy / "step3_async_chat", workshop_copy / "step3_mine")
+
+    assert [step.name for step in all_steps(workshop_copy)] == [
+        step.name for step in all_steps()
+    ]
+    assert check_all(workshop_copy) == []

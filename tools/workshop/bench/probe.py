@@ -5,9 +5,9 @@ python -m workshop.bench.probe memory|cpu OUTDIR MODULE [ARGS...]
 Runs MODULE in this process as `python -m MODULE ARGS` would (uvicorn, the
 baseline), so that nothing but the instrument differs from the measured server.
 SIGUSR1 (memory): a tracemalloc snapshot, written to OUTDIR/snapshot-<n>.pickle.
-SIGUSR2 (cpu): the first starts sampling the stack every INTERVAL of the process's
-CPU time (SIGPROF: idle time is never sampled); the second stops and writes
-OUTDIR/profile.json. Files appear under their final name only once complete.
+SIGUSR2 (cpu): starts sampling the stack every INTERVAL of the process's CPU time
+(SIGPROF: idle time is never sampled); the next stops and writes
+OUTDIR/profile-<n>.json. Files appear under their final name only once complete.
 """
 
 import collections
@@ -44,7 +44,7 @@ def memory(folder: Path) -> None:
 
 def cpu(folder: Path) -> None:
     stacks = collections.Counter()
-    running = False
+    running, written = False, 0
 
     def sample(signum, frame):
         stack = []
@@ -54,17 +54,16 @@ def cpu(folder: Path) -> None:
         stacks[tuple(stack)] += 1  # innermost frame first
 
     def toggle(signum, frame):
-        nonlocal running
+        nonlocal running, written
         running = not running
         signal.setitimer(signal.ITIMER_PROF, INTERVAL if running else 0, INTERVAL)
-        if not running:
-            found = [{"stack": list(s), "samples": n} for s, n in stacks.items()]
-            write(
-                folder / "profile.json",
-                lambda p: p.write_text(
-                    json.dumps({"interval": INTERVAL, "stacks": found})
-                ),
-            )
+        if running:
+            stacks.clear()
+            return
+        written += 1
+        found = [{"stack": list(s), "samples": n} for s, n in stacks.items()]
+        text = json.dumps({"interval": INTERVAL, "stacks": found})
+        write(folder / f"profile-{written}.json", lambda path: path.write_text(text))
 
     signal.signal(signal.SIGPROF, sample)
     signal.signal(signal.SIGUSR2, toggle)

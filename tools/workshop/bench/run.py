@@ -609,6 +609,8 @@ class Bench:
         shutil.rmtree(folder)  # the snapshots are large; the figures are kept
 
     def cpu_breakdown(self, variant: Variant, clients: int) -> None:
+        """Two profiles of one server: while the room fills (every client logs in
+        and joins), then while messages go out at full speed."""
         folder = self.scratch / f"cpu-{variant.key}"
         folder.mkdir()
         env = self.env_for(variant, unlimited=True)
@@ -616,14 +618,19 @@ class Bench:
         # Three times the deliveries of a measured run: more samples.
         per_sender = 3 * self.plan.per_sender(clients)
         with Server(self, variant, env, probe=("cpu", str(folder))) as server:
-            marks = {}
+            marks = {"cpu": cpu_seconds(server.pid)}
+            server.signal(signal.SIGUSR2)
 
             def on_ready():
+                server.signal(signal.SIGUSR2)
+                marks["joining"] = cpu_seconds(server.pid) - marks["cpu"]
+                # Two signals at once could arrive as one: one profile at a time.
+                wait_for_file(folder / "profile-1.json")
                 server.signal(signal.SIGUSR2)
                 marks["cpu"] = cpu_seconds(server.pid)
 
             def on_done():
-                marks["cpu_used"] = cpu_seconds(server.pid) - marks["cpu"]
+                marks["messages"] = cpu_seconds(server.pid) - marks["cpu"]
                 server.signal(signal.SIGUSR2)
 
             result = asyncio.run(
@@ -637,21 +644,55 @@ class Bench:
                     self.cookies_for(variant, clients),
                     on_ready=on_ready,
                     on_done=on_done,
+                    idle=Idle(server.pid),
                 )
             )
-            wait_for_file(folder / "profile.json")
-        profile = breakdown.cpu(
-            folder / "profile.json", variant.step.path if variant.step else None
-        )
-        profile.update(
-            clients=clients,
+            wait_for_file(folder / "profile-2.json")
+        step_dir = variant.step.path if variant.step else None
+        joining = breakdown.cpu(folder / "profile-1.json", step_dir)
+        joining["cpu_ms_per_connection"] = marks["joining"] / clients * 1e3
+        messages = breakdown.cpu(folder / "profile-2.json", step_dir)
+        messages.update(
             deliveries=result.received,
             delivery_ratio=result.ratio,
-            cpu_us_per_delivery=marks["cpu_used"] / result.received * 1e6
+            cpu_us_per_delivery=marks["messages"] / result.received * 1e6
             if result.received
             else None,
         )
-        self.breakdowns.setdefault("cpu", {})[variant.key] = profile
+        self.breakdowns["cpu"] = {
+            "variant": variant.key,
+            "clients": clients,
+            "joining": joining,
+            "messages": messages,
+        }
+
+    def one_user_rss(self, variant: Variant, clients: int) -> None:
+        """RSS per idle connection when every socket is one user's: the presence list
+        that each join sends to the whole room then holds one name, not `clients`."""
+        env = self.env_for(variant)
+        with Server(self, variant, env) as server:
+            time.sleep(0.3)
+            before = rss_bytes(server.pid)
+
+            async def measure(_):
+                return rss_bytes(server.pid)
+
+            after = asyncio.run(
+                in_room(
+                    f"ws://127.0.0.1:{server.port}/ws/chat/one-user/",
+                    clients,
+                    variant.protocol,
+                    f"http://127.0.0.1:{server.port}",
+                    self.cookies_for(variant, 1) * clients,
+                    measure,
+                    Idle(server.pid),
+                )
+            )
+        self.breakdowns["one_user"] = {
+            "variant": variant.key,
+            "clients": clients,
+            "rss_kib_per_idle_connection": (after - before) / clients / 1024,
+        }
 
 
 def wait_for_file(path: Path, timeout: float = 120) -> None:
@@ -745,6 +786,7 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
             if key in by_key:
                 bench.memory_breakdown(by_key[key], plan.memory_clients)
         if default:
+            bench.one_user_rss(default, plan.profile_clients)
             bench.cpu_breakdown(default, plan.profile_clients)
 
 

@@ -24,6 +24,7 @@ from workshop.bench.load import (
     CHAT,
     OPEN_BATCH,
     collector_paused,
+    drop,
     frame_to_send,
     is_presence,
     messages_in,
@@ -259,10 +260,7 @@ async def run_storm(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        sockets = [s.socket for s in senders] + [
-            x.socket for x in listeners if x.socket
-        ]
-        await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+        drop([s.socket for s in senders] + [x.socket for x in listeners])
     if any(each.refused for each in listeners):
         raise RuntimeError("the server refused a listener's login")
 

@@ -1,0 +1,227 @@
+"""The commands as a learner meets them, with make and without: the ones the
+documents give exist, a mistake gets a message that says what to do (never a
+traceback), a Python is chosen once, and stopping a server with Ctrl+C looks normal."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from workshop.cli import find_python
+from workshop.steps import ROOT, all_steps
+
+DOCUMENTS = [
+    ROOT / "README.md",
+    *ROOT.glob("step*_*/README.md"),
+    *ROOT.glob("notes/*.md"),
+]
+# Not the variables of a `make test` these tests may be running under.
+CLEAN = {
+    name: value
+    for name, value in os.environ.items()
+    if name not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON", "WORKSHOP_VENV"}
+}
+
+
+def make(*arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "--no-print-directory", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**CLEAN, **(env or {})},
+        timeout=300,
+    )
+
+
+def workshop(*arguments: str, python: str = sys.executable, env: dict | None = None):
+    return subprocess.run(
+        [python, "workshop.py", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**CLEAN, **(env or {})},
+        timeout=600,
+    )
+
+
+def normalise(name: str) -> str:
+    """`make step7-workers` and `make stepN-workers` are one rule."""
+    return re.sub(r"step(\d+|N)", "stepN", name)
+
+
+def documented(pattern: str) -> set[str]:
+    found = set()
+    for document in DOCUMENTS:
+        found |= set(re.findall(pattern, document.read_text(), re.MULTILINE))
+    return {normalise(name) for name in found}
+
+
+def test_every_make_command_in_the_documents_is_listed_by_make_help():
+    listed = {
+        normalise(n) for n in re.findall(r"^  make (\S+)", make("help").stdout, re.M)
+    }
+
+    missing = documented(r"(?:`|^)make ([a-z][a-zA-Z0-9-]*)") - listed
+
+    assert not missing, f"documented but not in `make help`: {sorted(missing)}"
+
+
+def test_every_make_command_has_a_form_without_make():
+    help_text = workshop("help").stdout
+    commands = re.findall(r"without make: python workshop\.py (\S+)", help_text)
+    targets = re.findall(r"^  make (\S+)", help_text, re.MULTILINE)
+
+    assert len(commands) == len(targets) > 10
+    missing = documented(r"python workshop\.py ([a-z][a-z-]*)") - set(commands)
+    assert not missing, f"documented but not in the help: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("form", ["make", "python"])
+def test_a_step_that_does_not_exist_names_the_steps_there_are(form):
+    result = make("step99") if form == "make" else workshop("step", "99")
+
+    assert result.returncode != 0
+    steps = ", ".join(f"{step.number} ({step.name})" for step in all_steps())
+    assert f'There is no step "99". The steps are: {steps}.' in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_port_in_use_says_which_and_how_to_pick_another():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = make("step2", f"PORT={port}")
+
+    assert result.returncode != 0
+    assert f"Port {port} is already in use on 127.0.0.1" in result.stderr
+    assert f"make step2 PORT={port + 1}" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", "70000"])
+def test_a_port_that_is_not_a_port_is_refused_with_the_range(value):
+    result = make("step1", f"PORT={value}")
+
+    assert result.returncode != 0
+    assert f"PORT must be a number from 1 to 65535, not '{value}'" in result.stderr
+
+
+def stand_in(tmp_path, name: str, script: str) -> str:
+    """A stand-in interpreter: a shell script that answers as it is told."""
+    python = tmp_path / name
+    python.write_text(f"#!/bin/sh\n{script}\n")
+    python.chmod(0o755)
+    return str(python)
+
+
+def test_a_python_older_than_3_10_says_which_version_it_found(tmp_path):
+    old = stand_in(tmp_path, "python3.9", "echo 3.9.18")
+
+    result = workshop(
+        "--python", old, "help", env={"WORKSHOP_VENV": str(tmp_path / "venv")}
+    )
+
+    assert result.returncode != 0
+    assert (
+        f"error: this workshop needs Python 3.10 or newer, but '{old}' is Python"
+        " 3.9.18." in result.stderr
+    )
+    assert "PYTHON=python3.12" in result.stderr
+    assert not (tmp_path / "venv").exists(), "nothing is made with the wrong Python"
+
+
+def test_an_old_python_running_workshop_py_itself_says_so(tmp_path):
+    old = find_python("3.9") or find_python("3.8")
+    if old is None:
+        pytest.skip("no Python 3.8 or 3.9 here to try")
+
+    result = workshop("help", python=old, env={"WORKSHOP_VENV": str(tmp_path / "v")})
+
+    assert result.returncode != 0
+    assert "this workshop needs Python 3.10 or newer" in result.stderr
+
+
+def test_a_python_that_is_there_but_does_not_run_is_named(tmp_path):
+    # Like a pyenv shim of a version that is installed but not selected.
+    shim = stand_in(
+        tmp_path,
+        "python3.10",
+        "echo 'pyenv: python3.10: command not found' >&2; exit 127",
+    )
+
+    result = workshop(
+        "--python", shim, "help", env={"WORKSHOP_VENV": str(tmp_path / "v")}
+    )
+
+    message = "is there but did not run (a pyenv shim for a version not selected?)."
+    assert result.returncode != 0
+    assert f"error: '{shim}' {message}" in result.stderr
+    assert message in (ROOT / "notes" / "troubleshooting.md").read_text()
+    assert not (tmp_path / "v").exists()
+
+
+def test_a_python_is_chosen_once_and_later_commands_use_it(tmp_path):
+    other = find_python("3.12") or find_python("3.13") or find_python("3.10")
+    if other is None:
+        pytest.skip("no second Python here to choose")
+    venv = {"WORKSHOP_VENV": str(tmp_path / "venv")}
+    version = subprocess.run(
+        [other, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+    chosen = workshop("--python", other, "help", env=venv)
+    later = workshop("help", env=venv)  # run by another Python, naming none
+
+    assert f"Creating venv with Python {version}" in chosen.stdout, chosen.stderr
+    assert f"Python {version} in venv" in later.stdout
+    assert "Creating" not in later.stdout
+
+    mine = workshop("--python", sys.executable, "help", env=venv)
+    assert f"venv has Python {version}; you named Python" in mine.stdout
+    assert f"Python {sys.version.split()[0]} in venv" in mine.stdout
+
+
+@pytest.mark.parametrize("form", ["make", "python"])
+def test_ctrl_c_stops_a_server_normally(form, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = (
+        ["make", "--no-print-directory", "step1", f"PORT={port}"]
+        if form == "make"
+        else [sys.executable, "workshop.py", "step", "1", "--port", str(port)]
+    )
+    output = tmp_path / "output.txt"
+    with open(output, "w") as log:
+        # A terminal sends Ctrl+C to its whole foreground process group.
+        server = subprocess.Popen(
+            command, cwd=ROOT, env=CLEAN, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while "Quit the server with CONTROL-C" not in output.read_text():
+                assert time.monotonic() < deadline, output.read_text()
+                time.sleep(0.2)
+            os.killpg(server.pid, signal.SIGINT)
+            server.wait(timeout=30)
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGKILL)
+
+    text = output.read_text()
+    assert "Stopped." in text
+    assert "make: ***" not in text and "Interrupt" not in text, text
+    assert "Traceback" not in text
+    if form == "python":
+        assert server.returncode == 0
