@@ -17,6 +17,7 @@ import pytest
 
 from workshop.requirements import part_missing
 from workshop.steps import find_step
+from workshop.testrun import environment
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 """
 
 MUTANTS = {
-    # Issue: "with the consumer's group_send replaced by a plain send to self, the
-    # same-room browser test and the fan-out consumer test fail".
+    # The tutorial's own tests (step 4) notice the chat reaching only its sender.
     "step 4: group_send replaced by a send to the sender only": Mutant(
         step=4,
         file="chat/consumers.py",
@@ -72,15 +72,76 @@ MUTANTS = {
         # and receives on the layer itself, with no consumer involved.
         may_pass=frozenset({"test_channel_layer_round_trip[in-memory]"}),
     ),
-    "step 5: no catch-up from the database": Mutant(
-        step=5,
+    # Each test fixed so that it can fail, and the breakage it now catches.
+    "step 2: the refused room's name inserted as HTML": Mutant(
+        step=2,
+        file="chat/templates/chat/room_name_refused.html",
+        code="“{{ room_name }}”",
+        broken="“{{ room_name|safe }}”",
+        tests=("tests/test_pages.py::test_room_name_is_escaped_in_the_page",),
+    ),
+    "step 2: a frame without a message relayed to the room": Mutant(
+        step=2,
         file="chat/consumers.py",
-        code='        """Send, from the database, everything newer than what this socket has."""\n',
-        broken='        """Send, from the database, everything newer than what this socket has."""\n'
-        "        return\n",
+        code='        message = text_data_json["message"]\n',
+        broken='        message = text_data_json.get("message", text_data)\n',
         tests=(
-            "chat/test_consumers.py::test_messages_the_layer_dropped_are_fetched_when_a_later_one_arrives",
-            "chat/test_consumers.py::test_messages_dropped_after_the_last_event_are_caught_up",
+            "tests/test_chat.py::test_malformed_frame_reaches_nobody_else",
+            "-k",
+            "in-memory and no-message-key",
+        ),
+    ),
+    "step 2: every room shares one group": Mutant(
+        step=2,
+        file="chat/consumers.py",
+        code='        self.room_group_name = f"chat_{self.room_name}"\n',
+        broken='        self.room_group_name = "chat_everyone"\n',
+        tests=(
+            "tests/test_chat.py::test_a_client_in_another_room_receives_nothing",
+            "-k",
+            "not redis",
+        ),
+    ),
+    "step 2: a room name with a slash gets Django's 404 page": Mutant(
+        step=2,
+        file="chat/urls.py",
+        code='    path("<path:room_name>/", views.room, name="room"),\n',
+        broken='    path("<str:room_name>/", views.room, name="room"),\n',
+        tests=(
+            "tests/test_pages.py::test_room_name_with_a_slash_gets_the_page_that_says_why",
+        ),
+    ),
+    "step 4: the sender gets its message twice": Mutant(
+        step=4,
+        file="chat/consumers.py",
+        code=(
+            "        await self.channel_layer.group_send(\n"
+            '            self.room_group_name, {"type": "chat.message", "message": message}\n'
+            "        )\n"
+        ),
+        broken=(
+            "        await self.channel_layer.group_send(\n"
+            '            self.room_group_name, {"type": "chat.message", "message": message}\n'
+            "        )\n"
+            '        await self.send(text_data=json.dumps({"message": message}))\n'
+        ),
+        tests=(
+            "chat/test_consumers.py::test_message_is_echoed_to_its_sender_once",
+            "-k",
+            "not redis",
+        ),
+    ),
+    "step 4: a greeting before anyone speaks": Mutant(
+        step=4,
+        file="chat/consumers.py",
+        code="        await self.accept()\n",
+        broken=(
+            "        await self.accept()\n"
+            '        await self.send(text_data=json.dumps({"message": "welcome"}))\n'
+        ),
+        tests=(
+            "chat/test_consumers.py::test_nothing_arrives_until_someone_speaks",
+            "chat/test_consumers.py::test_rooms_are_isolated",
             "-k",
             "not redis",
         ),
@@ -94,6 +155,51 @@ MUTANTS = {
             "chat/tests.py::TwoUsersChatTests::test_markup_in_a_message_is_shown_as_text",
         ),
     ),
+    "step 6: no catch-up from the database": Mutant(
+        step=6,
+        file="chat/consumers.py",
+        code='        """Send, from the database, every message newer than this socket has."""\n',
+        broken='        """Send, from the database, every message newer than this socket has."""\n'
+        "        return\n",
+        tests=(
+            "chat/test_consumers.py::test_messages_the_layer_dropped_are_fetched_when_a_later_one_arrives",
+            "chat/test_consumers.py::test_broadcasts_that_cross_are_shown_in_number_order_once",
+            "-k",
+            "not redis",
+        ),
+    ),
+    "step 9: a frame nested too deeply crashes the consumer": Mutant(
+        step=9,
+        file="chat/consumers.py",
+        code="        except RecursionError:\n",
+        broken="        except ZeroDivisionError:\n",
+        tests=(
+            "chat/test_protocol_properties.py::test_any_text_frame_gets_an_error_or_is_a_message",
+            "-k",
+            "in-memory",
+        ),
+    ),
+    "step 9: each process counts its own rate limit": Mutant(
+        step=9,
+        file="chat/limits.py",
+        code="    if settings.REDIS_URL:\n",
+        broken="    if False:\n",
+        tests=(
+            "tests/test_service.py::test_the_rate_limit_holds_across_workers",
+            "chat/test_consumers.py::test_with_redis_the_rate_limit_is_kept_in_redis",
+        ),
+    ),
+    "step 9: logging out leaves the sockets open": Mutant(
+        step=9,
+        file="chat/signals.py",
+        code="    if request is not None and request.session.session_key:\n",
+        broken="    if False:\n",
+        tests=(
+            "chat/test_consumers.py::test_logging_out_closes_that_sessions_sockets_at_once",
+            "-k",
+            "in-memory",
+        ),
+    ),
 }
 
 
@@ -104,7 +210,11 @@ def broken_copy(mutant: Mutant, scratch) -> "os.PathLike":
         source,
         copy,
         ignore=shutil.ignore_patterns(
-            "__pycache__", ".pytest_cache", "*.sqlite3*", "test-artifacts"
+            "__pycache__",
+            ".pytest_cache",
+            ".hypothesis",
+            "*.sqlite3*",
+            "test-artifacts",
         ),
     )
     path = copy / mutant.file
@@ -149,11 +259,14 @@ def test_the_tests_fail_against_a_broken_step(mutant, tmp_path):
             "pytest",
             "-p",
             "no:cacheprovider",
+            "-p",
+            "workshop.pytest_plugin",
             "-q",
             f"--junitxml={junit_xml}",
             *mutant.tests,
         ],  # fmt: skip
         cwd=copy,
+        env=environment(),
         capture_output=True,
         text=True,
         timeout=300,

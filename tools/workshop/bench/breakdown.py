@@ -14,6 +14,11 @@ from pathlib import Path
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 NO_FRAME = "(no Python frame)"
+EVENT_LOOP = "event loop"
+# The frames that run the event loop. What happens with nothing but these above it is
+# the loop's own work (with uvloop: its C code and the system calls that read and
+# write the sockets) and the transports it makes for new connections.
+LOOP_FILES = ("asyncio/runners.py", "asyncio/base_events.py", "uvicorn/_compat.py")
 
 
 def origin(filename: str, step_dir: Path | None) -> tuple[str, bool]:
@@ -33,8 +38,10 @@ def origin(filename: str, step_dir: Path | None) -> tuple[str, bool]:
 
 
 def attribute(frames: list[tuple[str, str]], step_dir: Path | None):
-    """(component, site) for frames (file, function-or-line), innermost first."""
+    """(component, site) for frames (file, function or line), innermost first."""
     for filename, where in frames:
+        if filename.endswith(LOOP_FILES):
+            return EVENT_LOOP, EVENT_LOOP
         component, stdlib = origin(filename, step_dir)
         if not stdlib:
             return component, f"{short(filename)}:{where}"
@@ -54,15 +61,16 @@ def short(filename: str) -> str:
     return "/".join(path.parts[-2:])
 
 
-def ranked(counter: Counter, total: float, scale: float, top: int) -> list[dict]:
-    return [
-        {
-            "what": what,
-            "share": amount / total if total else 0.0,
-            "amount": amount * scale,
-        }
-        for what, amount in counter.most_common(top)
-    ]
+def ranked(counter: Counter, top: int, scale: float | None = None) -> list[dict]:
+    """The top entries with their share of the total (and amount × scale)."""
+    total = sum(counter.values())
+    found = []
+    for what, amount in counter.most_common(top):
+        entry = {"what": what, "share": amount / total if total else 0.0}
+        if scale is not None:
+            entry["amount"] = amount * scale
+        found.append(entry)
+    return found
 
 
 def memory(before: Path, after: Path, connections: int, step_dir, top=12) -> dict:
@@ -75,13 +83,12 @@ def memory(before: Path, after: Path, connections: int, step_dir, top=12) -> dic
         component, site = attribute(frames, step_dir)
         components[component] += diff.size_diff
         sites[site] += diff.size_diff
-    total = sum(components.values())
     per_kib = 1 / connections / 1024
     return {
         "connections": connections,
-        "traced_kib_per_connection": total * per_kib,
-        "components": ranked(components, total, per_kib, len(components)),
-        "sites": ranked(sites, total, per_kib, top),
+        "traced_kib_per_connection": sum(components.values()) * per_kib,
+        "components": ranked(components, len(components), per_kib),
+        "sites": ranked(sites, top, per_kib),
     }
 
 
@@ -94,10 +101,8 @@ def cpu(profile: Path, step_dir, top=15) -> dict:
         component, function = attribute(frames, step_dir)
         components[component] += entry["samples"]
         functions[function] += entry["samples"]
-    total = sum(components.values())
     return {
-        "samples": total,
-        "interval_s": data["interval"],
-        "components": ranked(components, total, data["interval"], len(components)),
-        "functions": ranked(functions, total, data["interval"], top),
+        "samples": sum(components.values()),
+        "components": ranked(components, len(components)),
+        "functions": ranked(functions, top),
     }

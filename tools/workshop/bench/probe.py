@@ -5,8 +5,9 @@ python -m workshop.bench.probe memory|cpu OUTDIR MODULE [ARGS...]
 Runs MODULE in this process as `python -m MODULE ARGS` would (uvicorn, the
 baseline), so that nothing but the instrument differs from the measured server.
 SIGUSR1 (memory): a tracemalloc snapshot, written to OUTDIR/snapshot-<n>.pickle.
-SIGUSR2 (cpu): starts sampling the stack every INTERVAL of the process's CPU time
-(SIGPROF: idle time is never sampled); the next stops and writes
+SIGUSR2 (cpu): starts sampling the stack every INTERVAL of the process's CPU time, or
+as often as the kernel's clock tick allows (SIGPROF: each sample stands for the same
+CPU time, and idle time is never sampled); the next stops and writes
 OUTDIR/profile-<n>.json. Files appear under their final name only once complete.
 """
 
@@ -62,7 +63,7 @@ def cpu(folder: Path) -> None:
             return
         written += 1
         found = [{"stack": list(s), "samples": n} for s, n in stacks.items()]
-        text = json.dumps({"interval": INTERVAL, "stacks": found})
+        text = json.dumps({"stacks": found})
         write(folder / f"profile-{written}.json", lambda path: path.write_text(text))
 
     signal.signal(signal.SIGPROF, sample)

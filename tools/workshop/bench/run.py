@@ -32,7 +32,14 @@ import psutil
 
 from workshop.accounts import migrate
 from workshop.bench import breakdown
-from workshop.bench.load import in_room, run_room, run_steady
+from workshop.bench.load import (
+    drop,
+    in_room,
+    open_clients,
+    run_room,
+    run_steady,
+    settle,
+)
 from workshop.bench.storm import page_backoff, run_storm
 from workshop.bench.variants import (
     BASELINE,
@@ -59,6 +66,8 @@ STEP_SETTINGS_PREFIXES = ("DJANGO_", "CHAT_", "PRESENCE_", "POSTGRES_")
 STEP_SETTINGS = {"DATABASE_URL", "REDIS_LAYER", "CHANNEL_CAPACITY", "SQLITE_PATH"}
 # The peak-throughput runs send as fast as they can: the per-user limit is lifted.
 UNLIMITED = {"CHAT_MAX_MESSAGES_PER_SECOND": "1000000"}
+# Connections that join before the memory is counted (see memory_breakdown).
+WARM_UP = 10
 
 
 @dataclass(frozen=True)
@@ -574,32 +583,44 @@ class Bench:
         self.attempt(row, measure)
 
     def memory_breakdown(self, variant: Variant, clients: int) -> None:
+        """Python's own account of the memory per idle connection: tracemalloc
+        snapshots before and after `clients` connections join, by the code that
+        allocated it. A few connections join first, so that what only the first one
+        costs (imports, caches) is left out; and every socket is one user's, so that
+        the room's presence list is left out too (one_user_rss measures it)."""
         folder = self.scratch / f"memory-{variant.key}"
         folder.mkdir()
         env = self.env_for(variant)
+        cookies = self.cookies_for(variant, 1) * (WARM_UP + clients)
 
         def snapshot(server, number):
             server.signal(signal.SIGUSR1)
             wait_for_file(folder / f"snapshot-{number}.pickle")
 
-        with Server(self, variant, env, probe=("memory", str(folder))) as server:
-            time.sleep(0.5)
-            snapshot(server, 1)
-
-            async def measure(_):
-                await asyncio.to_thread(snapshot, server, 2)
-
-            asyncio.run(
-                in_room(
-                    f"ws://127.0.0.1:{server.port}/ws/chat/memory/",
-                    clients,
-                    variant.protocol,
-                    f"http://127.0.0.1:{server.port}",
-                    self.cookies_for(variant, clients),
-                    measure,
-                    Idle(server.pid),
-                )
+        async def join_and_snapshot(server):
+            url = f"ws://127.0.0.1:{server.port}/ws/chat/memory/"
+            origin, idle = f"http://127.0.0.1:{server.port}", Idle(server.pid)
+            first = await open_clients(
+                url, WARM_UP, variant.protocol, origin, cookies[:WARM_UP]
             )
+            readers = [asyncio.create_task(c.read()) for c in first]
+            room = []
+            try:
+                await settle(first, idle)
+                await asyncio.to_thread(snapshot, server, 1)
+                room = await open_clients(
+                    url, clients, variant.protocol, origin, cookies[WARM_UP:]
+                )
+                readers += [asyncio.create_task(c.read()) for c in room]
+                await settle(first + room, idle)
+                await asyncio.to_thread(snapshot, server, 2)
+            finally:
+                for reader in readers:
+                    reader.cancel()
+                drop([c.socket for c in first + room])
+
+        with Server(self, variant, env, probe=("memory", str(folder))) as server:
+            asyncio.run(join_and_snapshot(server))
         self.breakdowns.setdefault("memory", {})[variant.key] = breakdown.memory(
             folder / "snapshot-1.pickle",
             folder / "snapshot-2.pickle",
@@ -782,12 +803,22 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
             bench.storm(default, round_, backoff)
     if "breakdown" in scenarios and plan.breakdowns:
         print("\n--- breakdowns", flush=True)
-        for key in (BASELINE, "async-uvicorn", default.key if default else None):
-            if key in by_key:
-                bench.memory_breakdown(by_key[key], plan.memory_clients)
+        jobs = [
+            (bench.memory_breakdown, by_key[key], plan.memory_clients)
+            for key in (BASELINE, "async-uvicorn", default.key if default else None)
+            if key in by_key
+        ]
         if default:
-            bench.one_user_rss(default, plan.profile_clients)
-            bench.cpu_breakdown(default, plan.profile_clients)
+            jobs.append((bench.one_user_rss, default, plan.profile_clients))
+            jobs.append((bench.cpu_breakdown, default, plan.profile_clients))
+        for job, variant, clients in jobs:
+            started = time.monotonic()
+            job(variant, clients)
+            print(
+                f"  {time.monotonic() - started:>4.0f} s {variant.key:<20}"
+                f" {job.__name__.replace('_', ' ')} N={clients}",
+                flush=True,
+            )
 
 
 # --- summaries --------------------------------------------------------------------------
