@@ -311,7 +311,8 @@ PIN = re.compile(r"^([A-Za-z0-9_.\-\[\]]+)==(\S+)")
 # A step may not refer to the workshop's own tooling (tools/workshop): copied out of
 # the repository, it must still run and pass its tests.
 WORKSHOP_REFERENCE = re.compile(
-    r"(?:\bfrom\s+workshop\b|\bimport\s+workshop\b|\bworkshop\.\w|-p\s+workshop\b|tools/workshop)"
+    r"(?:\bfrom\s+workshop\b|\bimport\s+workshop\b|\bworkshop\.(?!py\b)\w"
+    r"|-p\s+workshop\b|tools/workshop)"
 )
 
 

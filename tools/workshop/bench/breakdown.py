@@ -73,16 +73,14 @@ def ranked(counter: Counter, top: int, scale: float | None = None) -> list[dict]
     return found
 
 
-def memory(before: Path, after: Path, connections: int, step_dir, top=12) -> dict:
-    """KiB per connection that the connections added, by component and by site."""
-    old = tracemalloc.Snapshot.load(before)
-    new = tracemalloc.Snapshot.load(after)
+def memory(snapshot: Path, connections: int, step_dir, top=12) -> dict:
+    """KiB per connection that is still allocated, by component and by site."""
     components, sites = Counter(), Counter()
-    for diff in new.compare_to(old, "traceback"):
-        frames = [(f.filename, str(f.lineno)) for f in reversed(diff.traceback)]
+    for statistic in tracemalloc.Snapshot.load(snapshot).statistics("traceback"):
+        frames = [(f.filename, str(f.lineno)) for f in reversed(statistic.traceback)]
         component, site = attribute(frames, step_dir)
-        components[component] += diff.size_diff
-        sites[site] += diff.size_diff
+        components[component] += statistic.size
+        sites[site] += statistic.size
     per_kib = 1 / connections / 1024
     return {
         "connections": connections,

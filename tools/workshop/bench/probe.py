@@ -4,7 +4,9 @@ python -m workshop.bench.probe memory|cpu OUTDIR MODULE [ARGS...]
 
 Runs MODULE in this process as `python -m MODULE ARGS` would (uvicorn, the
 baseline), so that nothing but the instrument differs from the measured server.
-SIGUSR1 (memory): a tracemalloc snapshot, written to OUTDIR/snapshot-<n>.pickle.
+SIGUSR1 (memory): starts tracemalloc; the next writes a snapshot of what was
+allocated since and is still alive to OUTDIR/snapshot.pickle. (Traced from then on
+only: a whole Django process's heap, traced, would make snapshots slow to take.)
 SIGUSR2 (cpu): starts sampling the stack every INTERVAL of the process's CPU time, or
 as often as the kernel's clock tick allows (SIGPROF: each sample stands for the same
 CPU time, and idle time is never sampled); the next stops and writes
@@ -32,15 +34,15 @@ def write(path: Path, save) -> None:
 
 
 def memory(folder: Path) -> None:
-    tracemalloc.start(TRACEMALLOC_FRAMES)
-    taken = 0
+    def toggle(signum, frame):
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(TRACEMALLOC_FRAMES)
+            return
+        snapshot = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        write(folder / "snapshot.pickle", snapshot.dump)
 
-    def snapshot(signum, frame):
-        nonlocal taken
-        taken += 1
-        write(folder / f"snapshot-{taken}.pickle", tracemalloc.take_snapshot().dump)
-
-    signal.signal(signal.SIGUSR1, snapshot)
+    signal.signal(signal.SIGUSR1, toggle)
 
 
 def cpu(folder: Path) -> None:

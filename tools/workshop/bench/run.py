@@ -583,19 +583,15 @@ class Bench:
         self.attempt(row, measure)
 
     def memory_breakdown(self, variant: Variant, clients: int) -> None:
-        """Python's own account of the memory per idle connection: tracemalloc
-        snapshots before and after `clients` connections join, by the code that
-        allocated it. A few connections join first, so that what only the first one
+        """Python's own account of the memory per idle connection: what tracemalloc
+        saw allocated while `clients` connections joined and still there once they
+        are idle, by the code that allocated it. A few connections join first, so that what only the first one
         costs (imports, caches) is left out; and every socket is one user's, so that
         the room's presence list is left out too (one_user_rss measures it)."""
         folder = self.scratch / f"memory-{variant.key}"
         folder.mkdir()
         env = self.env_for(variant)
         cookies = self.cookies_for(variant, 1) * (WARM_UP + clients)
-
-        def snapshot(server, number):
-            server.signal(signal.SIGUSR1)
-            wait_for_file(folder / f"snapshot-{number}.pickle")
 
         async def join_and_snapshot(server):
             url = f"ws://127.0.0.1:{server.port}/ws/chat/memory/"
@@ -607,13 +603,14 @@ class Bench:
             room = []
             try:
                 await settle(first, idle)
-                await asyncio.to_thread(snapshot, server, 1)
+                server.signal(signal.SIGUSR1)  # tracing starts
                 room = await open_clients(
                     url, clients, variant.protocol, origin, cookies[WARM_UP:]
                 )
                 readers += [asyncio.create_task(c.read()) for c in room]
                 await settle(first + room, idle)
-                await asyncio.to_thread(snapshot, server, 2)
+                server.signal(signal.SIGUSR1)  # what is left is written
+                await asyncio.to_thread(wait_for_file, folder / "snapshot.pickle")
             finally:
                 for reader in readers:
                     reader.cancel()
@@ -622,8 +619,7 @@ class Bench:
         with Server(self, variant, env, probe=("memory", str(folder))) as server:
             asyncio.run(join_and_snapshot(server))
         self.breakdowns.setdefault("memory", {})[variant.key] = breakdown.memory(
-            folder / "snapshot-1.pickle",
-            folder / "snapshot-2.pickle",
+            folder / "snapshot.pickle",
             clients,
             variant.step.path if variant.step else None,
         )
