@@ -176,3 +176,23 @@ def test_collectstatic_gathers_the_files_the_web_server_serves(step_dir, tmp_pat
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "chat" / "chat.css").is_file()
     assert (tmp_path / "admin" / "css" / "base.css").is_file()
+
+
+def test_docker_runs_the_same_files_as_the_tested_stack(step_dir):
+    """Docker has no engine on the machines these tests run on: the compose file is
+    checked to run what testsupport/stack.py runs and the stack tests test."""
+    deploy = step_dir / "deploy"
+    compose = (deploy / "docker-compose.yml").read_text()
+    assert 'command: ["sh", "deploy/release.sh"]' in compose
+    assert 'command: ["sh", "deploy/app-server.sh"]' in compose
+    assert (
+        "./nginx/chat.conf.template:/etc/nginx/templates/chat.conf.template" in compose
+    )
+    assert 'CMD ["sh", "deploy/app-server.sh"]' in (deploy / "Dockerfile").read_text()
+    stack = (step_dir / "testsupport" / "stack.py").read_text()
+    for used in ("deploy/release.sh", "deploy/app-server.sh", "chat.conf.template"):
+        assert used in stack
+    # The image has what the chat needs to run, and nothing to test it.
+    runtime = (deploy / "requirements.txt").read_text().lower()
+    for test_only in ("pytest", "selenium", "hypothesis"):
+        assert test_only not in runtime

@@ -225,3 +225,37 @@ def test_ctrl_c_stops_a_server_normally(form, tmp_path):
     assert "Traceback" not in text
     if form == "python":
         assert server.returncode == 0
+
+
+def test_the_stack_starts_serves_through_nginx_and_stops_on_ctrl_c(tmp_path):
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    output = tmp_path / "output.txt"
+    with open(output, "w") as log:
+        stack = subprocess.Popen(
+            [sys.executable, "workshop.py", "stack", "10", "--port", str(port)],
+            cwd=ROOT, env=CLEAN, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while "The chat, through nginx" not in output.read_text():
+                assert stack.poll() is None, output.read_text()
+                assert time.monotonic() < deadline, output.read_text()
+                time.sleep(0.3)
+            url = f"http://127.0.0.1:{port}/static/chat/chat.css"
+            with urllib.request.urlopen(url, timeout=10) as css:
+                assert css.headers["Server"].startswith("nginx")
+            os.killpg(stack.pid, signal.SIGINT)
+            stack.wait(timeout=60)
+        finally:
+            if stack.poll() is None:
+                os.killpg(stack.pid, signal.SIGKILL)
+
+    assert stack.returncode == 0, output.read_text()
+    assert "Stopped." in output.read_text()
+    with pytest.raises(OSError):  # nginx is gone
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -228,25 +228,32 @@ def quoted_blocks(readme_text: str):
             yield path.group(1), first_line, rest
 
 
-def check_quoted_code(steps: list[Step]) -> list[str]:
+def check_quoted_code(steps: list[Step], root: Path = ROOT) -> list[str]:
     problems = []
-    for step in steps:
-        readme = step.path / "README.md"
+    # A step's README quotes the step's files; a note quotes a step's file by its
+    # path from the top of the repository (step10_production/deploy/release.sh).
+    documents = [(step.path / "README.md", step.path, step.name) for step in steps]
+    documents += [
+        (note, root, note.relative_to(root).parent.as_posix())
+        for note in sorted((root / "notes").glob("*.md"))
+    ]
+    for readme, folder, where in documents:
         if not readme.is_file():
             continue
         for path, first_line, rest in quoted_blocks(readme.read_text(encoding="utf-8")):
-            source = step.path / path
+            if folder == root and not path.startswith("step"):
+                continue
+            source = folder / path
+            name = f"{where}/{readme.name}"
             if not source.is_file():
-                problems.append(
-                    f"{step.name}/README.md quotes {path}, which is not in the step"
-                )
+                problems.append(f"{name} quotes {path}, which is not there")
                 continue
             text = source.read_text(encoding="utf-8")
             # The block may include the file's own first-line comment, or not.
             if (first_line + "\n" + rest) not in text and rest not in text:
                 problems.append(
-                    f"{step.name}/README.md quotes {path}, but the quote is not in the"
-                    f" file (any more): update the README from {step.name}/{path}"
+                    f"{name} quotes {path}, but the quote is not in the file (any"
+                    f" more): update {name} from {path}"
                 )
     return problems
 
@@ -376,7 +383,7 @@ def check_all(root: Path = ROOT) -> list[str]:
         check_manifest(steps, lessons)
         + check_lesson_sizes(steps, root)
         + check_readmes(steps)
-        + check_quoted_code(steps)
+        + check_quoted_code(steps, root)
         + check_requirements(steps, root)
         + check_self_contained(steps)
         + check_diffs(steps, root)

@@ -23,7 +23,7 @@ import tracemalloc
 from pathlib import Path
 
 # Deep enough to see past asyncio and Channels' wrappers to who asked for the memory.
-TRACEMALLOC_FRAMES = 30
+TRACEMALLOC_FRAMES = 12
 INTERVAL = 0.001  # seconds of CPU time between two samples
 
 
