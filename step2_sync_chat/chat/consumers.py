@@ -9,8 +9,9 @@ from .room_names import is_valid_room_name
 class ChatConsumer(WebsocketConsumer):
     """One instance per open socket: joins its room's group and relays messages.
 
-    A synchronous consumer: Channels runs each handler in a worker thread, so the
-    handlers may block (and use the Django ORM directly). The channel layer's
+    A synchronous consumer: Channels runs each handler off the event loop, in a
+    thread that every synchronous consumer of the process shares, so the handlers
+    may use blocking code such as the Django ORM directly. The channel layer's
     methods are coroutines, which is why every call to them is wrapped in
     async_to_sync.
     """

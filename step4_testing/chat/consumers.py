@@ -9,9 +9,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     """One instance per open socket: joins its room's group and relays messages.
 
     An asynchronous consumer: every handler is a coroutine that runs on the
-    server's event loop, with no thread per message, so the channel layer's
-    coroutines are awaited directly. Nothing here may block: calling the Django
-    ORM directly would raise SynchronousOnlyOperation (use database_sync_to_async).
+    server's event loop, not in the synchronous consumers' shared thread, so the
+    channel layer's coroutines are awaited directly. Nothing here may block:
+    calling the Django ORM directly would raise SynchronousOnlyOperation (use
+    database_sync_to_async).
     """
 
     # --- WebSocket handlers: the browser talks to us -------------------------------

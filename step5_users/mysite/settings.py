@@ -93,9 +93,10 @@ if REDIS_URL:
                         "address": REDIS_URL,  # e.g. redis://127.0.0.1:6379/0
                         # redis-py 8 gives every connection a 5-second read timeout,
                         # and channels_redis waits on Redis (BZPOPMIN) about that long
-                        # for an idle consumer's next message, so every consumer idle
-                        # for ~5 s died with "redis.exceptions.TimeoutError: Timeout
-                        # reading from ...". No read timeout, as before redis-py 8.
+                        # for an idle consumer's next message, so idle consumers died
+                        # one after another, about every 5 s, with "redis.exceptions.
+                        # TimeoutError: Timeout reading from ...". No read timeout, as
+                        # before redis-py 8.
                         "socket_timeout": None,
                         # redis-py 8 also caps a connection pool at 100 connections and
                         # raises MaxConnectionsError beyond: every group_add, group_discard
