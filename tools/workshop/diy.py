@@ -95,7 +95,8 @@ def start(number: str, force: bool) -> int:
             f"    {both(f'make start STEP={step.number} FORCE=1', f'python workshop.py start {step.number} --force')}"
         )
     if WORKSPACE.exists():
-        kept = ROOT / f"workspace.before-{time.strftime('%Y%m%d-%H%M%S')}"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        kept = WORKSPACE.with_name(f"{WORKSPACE.name}.before-{stamp}")
         WORKSPACE.rename(kept)
         print(f"Your previous workspace/ is kept as {kept.name}/.")
     WORKSPACE.mkdir()
