@@ -1,6 +1,7 @@
 """The tutorial's own commands work in the steps, exactly as it gives them."""
 
 import re
+import shutil
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 
 from workshop.browser import HOW_TO_GET_CHROMIUM
 from workshop.requirements import part_missing
-from workshop.steps import all_steps
+from workshop.steps import all_steps, project_files
 
 STEPS_WITH_BROWSER_TESTS = [
     s for s in all_steps() if (s.path / "chat/tests.py").exists()
@@ -16,14 +17,17 @@ STEPS_WITH_BROWSER_TESTS = [
 
 
 @pytest.mark.parametrize("step", STEPS_WITH_BROWSER_TESTS, ids=lambda step: step.name)
-def test_manage_py_test_chat_tests_runs_the_browser_tests(step):
+def test_manage_py_test_chat_tests_runs_the_browser_tests(step, tmp_path):
     # Tutorial part 4: "python manage.py test chat.tests", with Django's test runner
-    # instead of pytest (and so without the workshop's pytest plugin).
-    for leftover in step.path.glob("test_db.sqlite3*"):
-        leftover.unlink()
+    # instead of pytest (and so without the workshop's pytest plugin). In a copy of
+    # the step (it stands on its own), so that its test database is this run's.
+    folder = tmp_path / step.name
+    for name in project_files(step.path):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(step.path / name, folder / name)
     result = subprocess.run(
         [sys.executable, "manage.py", "test", "chat.tests", "--noinput"],
-        cwd=step.path,
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=300,
@@ -38,5 +42,5 @@ def test_manage_py_test_chat_tests_runs_the_browser_tests(step):
     assert "\nOK\n" in output, output[-4000:]
     # The test database goes, and with it SQLite's -wal and -shm files: a stale
     # log next to the next run's new database is how SQLite files get corrupted.
-    left_behind = sorted(p.name for p in step.path.glob("test_db.sqlite3*"))
+    left_behind = sorted(p.name for p in folder.glob("test_db.sqlite3*"))
     assert left_behind == [], f"left behind in {step.name}: {left_behind}"
