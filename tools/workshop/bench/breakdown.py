@@ -19,6 +19,7 @@ EVENT_LOOP = "event loop"
 # the loop's own work (with uvloop: its C code and the system calls that read and
 # write the sockets) and the transports it makes for new connections.
 LOOP_FILES = ("asyncio/runners.py", "asyncio/base_events.py", "uvicorn/_compat.py")
+PROBE = "workshop/bench/probe.py"
 
 
 def origin(filename: str, step_dir: Path | None) -> tuple[str, bool]:
@@ -91,16 +92,21 @@ def memory(snapshot: Path, connections: int, step_dir, top=12) -> dict:
 
 
 def cpu(profile: Path, step_dir, top=15) -> dict:
-    """Shares of the sampled CPU time, by component and by function."""
+    """Shares of the sampled CPU time (every thread's), by component and function;
+    the sampler's own time is left out and counted apart."""
     data = json.loads(profile.read_text())
-    components, functions = Counter(), Counter()
+    components, functions, sampler = Counter(), Counter(), 0.0
     for entry in data["stacks"]:
         frames = [tuple(frame.rsplit(":", 1)) for frame in entry["stack"]]
+        if frames[0][0].endswith(PROBE):
+            sampler += entry["seconds"]
+            continue
         component, function = attribute(frames, step_dir)
-        components[component] += entry["samples"]
-        functions[function] += entry["samples"]
+        components[component] += entry["seconds"]
+        functions[function] += entry["seconds"]
     return {
-        "samples": sum(components.values()),
+        "seconds": sum(components.values()),
+        "sampler_seconds": sampler,
         "components": ranked(components, len(components)),
         "functions": ranked(functions, top),
     }

@@ -315,10 +315,12 @@ async def run_steady(
     on_ready=None,
     on_done=None,
     idle=None,
+    quiet_after: float = 3.0,
 ) -> RoomResult:
     """A fixed offered load: `rate` messages a second in all, for `seconds`, from
     `senders` clients taking turns (evenly spaced, whatever the server does), then
-    at most `drain` seconds for the deliveries still on their way."""
+    at most `drain` seconds for the deliveries still on their way (less if none
+    arrives for `quiet_after` seconds)."""
 
     async def measure(clients):
         if on_ready:
@@ -338,7 +340,7 @@ async def run_steady(
         )
         expected = senders * per_sender * (clients_count - 1)
         await wait_for_deliveries(
-            clients, expected, time.monotonic() + drain, quiet_after=drain
+            clients, expected, time.monotonic() + drain, quiet_after
         )
         if on_done:
             on_done()

@@ -7,10 +7,11 @@ baseline), so that nothing but the instrument differs from the measured server.
 SIGUSR1 (memory): starts tracemalloc; the next writes a snapshot of what was
 allocated since and is still alive to OUTDIR/snapshot.pickle. (Traced from then on
 only: a whole Django process's heap, traced, would make snapshots slow to take.)
-SIGUSR2 (cpu): starts sampling the stack every INTERVAL of the process's CPU time, or
-as often as the kernel's clock tick allows (SIGPROF: each sample stands for the same
-CPU time, and idle time is never sampled); the next stops and writes
-OUTDIR/profile-<n>.json. Files appear under their final name only once complete.
+SIGUSR2 (cpu): starts sampling every INTERVAL of the process's CPU time, or as often
+as the kernel's clock tick allows (SIGPROF: idle time is never sampled); each sample
+gives every thread's CPU time since the last one to the stack that thread is in. The
+next SIGUSR2 stops and writes OUTDIR/profile-<n>.json. Files appear under their final
+name only once complete.
 """
 
 import collections
@@ -19,6 +20,8 @@ import os
 import runpy
 import signal
 import sys
+import threading
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -45,16 +48,44 @@ def memory(folder: Path) -> None:
     signal.signal(signal.SIGUSR1, toggle)
 
 
+def stack_of(frame) -> tuple[str, ...]:
+    """file:function of each frame, innermost first."""
+    stack = []
+    while frame is not None:
+        stack.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}")
+        frame = frame.f_back
+    return tuple(stack)
+
+
 def cpu(folder: Path) -> None:
-    stacks = collections.Counter()
+    stacks = collections.Counter()  # stack -> CPU seconds
+    clocks: dict[
+        int, list
+    ] = {}  # thread -> [its CPU clock, its CPU time at the last sample]
     running, written = False, 0
 
     def sample(signum, frame):
-        stack = []
-        while frame is not None:
-            stack.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}")
-            frame = frame.f_back
-        stacks[tuple(stack)] += 1  # innermost frame first
+        # Each thread's CPU time since the last sample goes to the stack it is in
+        # now: the database thread's work is not the event loop's.
+        main = threading.main_thread().ident
+        for ident, top in sys._current_frames().items():
+            if ident not in clocks:
+                try:
+                    clock = time.pthread_getcpuclockid(ident)
+                except OSError:
+                    continue
+                clocks[ident] = [clock, time.clock_gettime(clock)]
+                continue
+            try:
+                now = time.clock_gettime(clocks[ident][0])
+            except OSError:  # the thread has ended
+                del clocks[ident]
+                continue
+            if now > clocks[ident][1]:
+                stacks[stack_of(frame if ident == main else top)] += (
+                    now - clocks[ident][1]
+                )
+                clocks[ident][1] = now
 
     def toggle(signum, frame):
         nonlocal running, written
@@ -62,9 +93,10 @@ def cpu(folder: Path) -> None:
         signal.setitimer(signal.ITIMER_PROF, INTERVAL if running else 0, INTERVAL)
         if running:
             stacks.clear()
+            clocks.clear()
             return
         written += 1
-        found = [{"stack": list(s), "samples": n} for s, n in stacks.items()]
+        found = [{"stack": list(s), "seconds": t} for s, t in stacks.items()]
         text = json.dumps({"stacks": found})
         write(folder / f"profile-{written}.json", lambda path: path.write_text(text))
 
