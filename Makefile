@@ -16,7 +16,7 @@ SERVER_OPTIONS := $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)") 
 TEST_OPTIONS := $(if $(PYTEST_ARGS),--pytest-args "$(PYTEST_ARGS)") $(if $(JOBS),--jobs "$(JOBS)")
 
 .DEFAULT_GOAL := help
-.PHONY: help start check compare run test test-tools ci standalone flake-check diff diff-html diffs check-steps redis demo-inmemory-workers bench bench-quick lint format clean distclean
+.PHONY: help start check compare run manage admin test test-tools ci standalone flake-check diff diff-html diffs check-steps redis demo-inmemory-workers bench bench-quick lint format clean distclean
 
 help:
 	@$(WORKSHOP) help
@@ -41,6 +41,13 @@ check:
 
 compare:
 	@$(WORKSHOP) compare $(STEP)
+
+# make manage ARGS="startapp chat": manage.py in workspace/, with the workshop's Python.
+manage:
+	@$(WORKSHOP) manage $(ARGS)
+
+admin:
+	@$(WORKSHOP) admin $(ARGS)
 
 run:
 	@$(WORKSHOP) run $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)")

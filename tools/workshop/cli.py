@@ -29,6 +29,7 @@ class UserError(Exception):
 
 # (make form, python form, what it does): `help` prints this table.
 COMMANDS = [
+    ("make help", "python workshop.py help", "this list"),
     ("make stepN", "python workshop.py step N", "run step N on http://127.0.0.1:8000/chat/ (PORT=8001 / --port 8001)"),
     ("make stepN-workers", "python workshop.py workers N", "step N under uvicorn with several worker processes on Redis (WORKERS=2)"),
     ("make stepN-stack", "python workshop.py stack N", "the last step as deployed: nginx, two app servers, PostgreSQL, Redis (PORT=8080)"),
@@ -37,6 +38,8 @@ COMMANDS = [
     ("make check", "python workshop.py check", "step N's checkpoints against workspace/, in plain words (DETAILS=1 / --details)"),
     ("make compare", "python workshop.py compare", "workspace/ against the reference step, as a diff"),
     ("make run", "python workshop.py run", "run workspace/ on http://127.0.0.1:8000/chat/"),
+    ("make manage ARGS=\"startapp chat\"", "python workshop.py manage startapp chat", "python manage.py ... in workspace/, with the workshop's Python"),
+    ("make admin ARGS=\"startproject mysite .\"", "python workshop.py admin startproject mysite .", "django-admin ... in workspace/ (step 1 starts from an empty folder)"),
     ("make test", "python workshop.py test", "every step's tests, several at once, one summary line per step"),
     ("make test-stepN", "python workshop.py test N", "step N's tests (PYTEST_ARGS=\"-x -k lobby\" / --pytest-args ...)"),
     ("make redis", "python workshop.py redis", "run redis-server on port 6379 (or say how to install it)"),
