@@ -111,7 +111,7 @@ WSGI_APPLICATION = "mysite.wsgi.application"
 ASGI_APPLICATION = "mysite.asgi.application"
 
 # Channels: the channel layer carries messages between consumers (a room's group).
-# Several server processes (workers) need Redis, which `make step7` starts for you.
+# Several server processes (workers) need Redis, which `make step10` starts for you.
 # Without REDIS_URL the layer is in this process's memory, and mysite/asgi.py says
 # loudly what that cannot do.
 REDIS_URL = os.environ.get("REDIS_URL")
