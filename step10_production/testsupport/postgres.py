@@ -29,7 +29,11 @@ def find_program(name: str) -> str | None:
     if found:
         return found
     # Debian and Ubuntu: not on PATH; the newest version wins.
-    candidates = glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
+    candidates = [
+        path
+        for path in glob.glob(f"/usr/lib/postgresql/*/bin/{name}")
+        if os.access(path, os.X_OK)
+    ]
     candidates.sort(key=lambda path: int(Path(path).parts[-3]))
     return candidates[-1] if candidates else None
 
@@ -48,7 +52,14 @@ class PostgresServer:
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             # initdb refuses to run as root: run it, and the server, as the
             # "postgres" user that the PostgreSQL packages create.
-            shutil.chown(self.directory, user="postgres")
+            try:
+                shutil.chown(self.directory, user="postgres")
+            except LookupError:
+                shutil.rmtree(self.directory, ignore_errors=True)
+                raise unittest.SkipTest(
+                    "needs PostgreSQL: run as root, initdb needs the postgres user"
+                    " that the PostgreSQL packages create (apt install postgresql)"
+                ) from None
             self.run_as = ["runuser", "-u", "postgres", "--"]
 
     def url(self, database: str = "postgres") -> str:
@@ -100,4 +111,9 @@ def start_postgres_server() -> PostgresServer:
     initdb, pg_ctl = find_program("initdb"), find_program("pg_ctl")
     if not initdb or not pg_ctl:
         raise unittest.SkipTest(HOW_TO_GET_POSTGRES)
-    return PostgresServer(initdb, pg_ctl).start()
+    server = PostgresServer(initdb, pg_ctl)
+    try:
+        return server.start()
+    except BaseException:
+        server.close()  # leave no cluster or folder behind
+        raise
