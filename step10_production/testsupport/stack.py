@@ -181,7 +181,9 @@ def main() -> int:
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)  # a terminal closed, or `kill`: stop too
+    # Ctrl+C, a terminal closed, or `kill`: stop everything.
+    for name in ("SIGINT", "SIGTERM"):
+        signal.signal(getattr(signal, name), stop)
     stack = Stack(port)
     try:
         print("Starting PostgreSQL, Redis, two app servers and nginx ...", flush=True)
@@ -192,9 +194,26 @@ def main() -> int:
             "Sign up at /accounts/signup/. Stop everything with Ctrl+C.\n",
             flush=True,
         )
-        while all(s.process.poll() is None for s in [stack.nginx, *stack.app_servers]):
+        # One app server stopping is what nginx is there for: it sends that server's
+        # clients to the other (try it: kill one of the two ports' processes).
+        told = set()
+        while stack.nginx.process.poll() is None:
+            for server in stack.app_servers:
+                code = server.process.poll()
+                if code is not None and server.port not in told:
+                    told.add(server.port)
+                    print(
+                        f"The app server on port {server.port} stopped (exit code"
+                        f" {code}); nginx sends its clients to the other.",
+                        flush=True,
+                    )
+            if len(told) == len(stack.app_servers):
+                break
             time.sleep(0.5)
-        print("A server stopped:", file=sys.stderr)
+        stopped = [stack.nginx, *stack.app_servers]
+        for server in (s for s in stopped if s.process.poll() is not None):
+            print(f"Stopped: {' '.join(server.command[:3])} ...", file=sys.stderr)
+            print(server.output[-2000:], file=sys.stderr)
         return 1
     except unittest.SkipTest as missing:
         print(f"Cannot start the stack here: {missing}", file=sys.stderr)

@@ -126,9 +126,11 @@ def local_redis_for(step: Step, required: bool) -> tuple[dict, RedisServer | Non
     return {"REDIS_URL": server.url}, server
 
 
-def run_until_interrupted(command: list[str], cwd: Path, env: dict) -> int:
+def run_until_interrupted(
+    command: list[str], cwd: Path, env: dict, says_stopped: bool = False
+) -> int:
     """Run a server until it exits, or until Ctrl+C (or SIGTERM) stops it: then stop it
-    and end normally, with exit status 0."""
+    and end normally, with exit status 0 (and "Stopped.", unless it says so itself)."""
     if hasattr(signal, "SIGTERM"):
 
         def stop(signum, frame):
@@ -148,7 +150,8 @@ def run_until_interrupted(command: list[str], cwd: Path, env: dict) -> int:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-        print("\nStopped.", flush=True)
+        if not says_stopped:
+            print("\nStopped.", flush=True)
         return 0
 
 
@@ -240,7 +243,7 @@ def serve_stack(step_number: str, port: int) -> int:
         )
     check_port(port, "127.0.0.1", f"make step{step.number}-stack PORT={port + 1}")
     command = [sys.executable, "-m", "testsupport.stack", "--port", str(port)]
-    return run_until_interrupted(command, step.path, {})
+    return run_until_interrupted(command, step.path, {}, says_stopped=True)
 
 
 # --- make test -------------------------------------------------------------------------
