@@ -415,7 +415,7 @@ def check(number: str | None, details: bool) -> int:
                 also.append(difference)
         elif any(outcome == "failed" for outcome, _ in relevant):
             also.append(difference)
-    if step.number in (2, 3, 4) and found.get("layer_backend", "").startswith(
+    if step.number in (2, 3, 4) and str(found.get("layer_backend")).startswith(
         "channels_redis"
     ):
         also.append(IN_MEMORY_DEFAULT)
