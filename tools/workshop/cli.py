@@ -679,7 +679,7 @@ def ci(jobs: int) -> int:
         (
             "the tooling's tests, each file a suite; the steps on every database; the"
             " property tests with many more examples",
-            lambda: run_suites(maintainer_suites(), [], jobs),
+            lambda: run_suites(maintainer_suites(), [], jobs, LONGEST_FIRST),
         ),
         ("each step alone, in a virtualenv of its own", lambda: standalone([], jobs)),
         ("the benchmark's smoke run", lambda: bench_quick()),
@@ -700,14 +700,34 @@ def ci(jobs: int) -> int:
     return 0
 
 
+BEFORE_AND_AFTER = "checked_before_and_after"
+DO_IT_YOURSELF_PARTS = {
+    "step 10": f"{BEFORE_AND_AFTER} and step10_",
+    "step 9": f"{BEFORE_AND_AFTER} and step9_",
+    "step 8": f"{BEFORE_AND_AFTER} and step8_",
+    "step 7": f"{BEFORE_AND_AFTER} and step7_",
+    "steps 2-6": f"{BEFORE_AND_AFTER} and not (step10_ or step9_ or step8_ or step7_)",
+    "the rest": f"not {BEFORE_AND_AFTER}",
+}
+# The longest of make ci's maintainer suites, started first.
+LONGEST_FIRST = ("tools/test_do_it_yourself", "tools/test_tests_catch_breakage")
+
+
 def maintainer_suites() -> list:
     from workshop.testrun import Suite
 
     tools = ROOT / "tools"
-    suites = [
-        Suite(f"tools/{path.stem}", tools, [f"tests/{path.name}"])
-        for path in sorted((tools / "tests").glob("test_*.py"))
-    ]
+    suites = []
+    for path in sorted((tools / "tests").glob("test_*.py")):
+        name, target = f"tools/{path.stem}", f"tests/{path.name}"
+        if path.stem == "test_do_it_yourself":
+            # Each check runs a whole step's tests: in parts, to run side by side.
+            for part, selection in DO_IT_YOURSELF_PARTS.items():
+                suites.append(
+                    Suite(f"{name}[{part}]", tools, [target, "-k", selection])
+                )
+        else:
+            suites.append(Suite(name, tools, [target]))
     for step in all_steps():
         for database in (lesson_setting(step, "test_databases") or "").split()[1:]:
             suites.append(

@@ -172,7 +172,11 @@ def report(result: Result, width: int) -> None:
         print(f"    the whole output: {result.log.relative_to(ROOT)}\n", flush=True)
 
 
-def run_suites(suites: list[Suite], pytest_args: list[str], jobs: int) -> int:
+def run_suites(
+    suites: list[Suite], pytest_args: list[str], jobs: int, first: tuple = ()
+) -> int:
+    """Run the suites, `jobs` at a time: those named in `first` start first, then
+    the others from the last to the first (the last steps are the longest)."""
     width = max(len(suite.name) for suite in suites)
     started = time.monotonic()
     if len(suites) == 1 or jobs <= 1:
@@ -184,8 +188,13 @@ def run_suites(suites: list[Suite], pytest_args: list[str], jobs: int) -> int:
             flush=True,
         )
         results = []
-        # The longest suites (the last steps) start first.
-        order = list(reversed(suites))
+        order = sorted(
+            reversed(suites),
+            key=lambda s: next(
+                (i for i, prefix in enumerate(first) if s.name.startswith(prefix)),
+                len(first),
+            ),
+        )
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(run_suite, s, pytest_args, False) for s in order]
             for future in as_completed(futures):
