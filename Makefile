@@ -37,7 +37,7 @@ start:
 	@$(WORKSHOP) start $(or $(STEP),$(error Which step? For example: make start STEP=2)) $(if $(FORCE),--force)
 
 check:
-	@$(WORKSHOP) check $(STEP) $(if $(DETAILS),--details)
+	@$(WORKSHOP) check $(STEP) $(if $(DETAILS),--details) $(if $(QUICK),--quick)
 
 compare:
 	@$(WORKSHOP) compare $(STEP)

@@ -59,7 +59,9 @@ def test_a_step_checked_before_and_after_its_lesson(step, workspace):
     assert started.returncode == 0, started.stderr
     assert f"{step.name}/README.md" in started.stdout
 
-    before = workshop(workspace, "check")
+    # Before the lesson, only the lesson's own checkpoints (a quick check): a full
+    # check runs the earlier lessons' tests too, as the check after the lesson does.
+    before = workshop(workspace, "check", "--quick")
 
     assert before.returncode == 1, before.stdout
     titles = {checkpoint.title for checkpoint in STEPS[step.number].checkpoints}
@@ -212,3 +214,14 @@ def test_check_without_a_workspace_says_how_to_start(workspace):
     assert result.returncode == 2
     assert "There is no workspace/ yet" in result.stderr
     assert "python workshop.py start 2" in result.stderr
+
+
+def test_a_quick_check_runs_only_the_lessons_checkpoints(workspace):
+    a_finished_step(5, workspace)
+
+    result = workshop(workspace, "check", "--quick")
+
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "Step 5: every checkpoint passes." in result.stdout
+    assert "(not checked: a quick check)" in result.stdout
+    assert "also runs the earlier lessons' tests" in " ".join(result.stdout.split())

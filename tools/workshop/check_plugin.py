@@ -6,8 +6,11 @@
   a learner who wrote what the tutorial says passes.
 - With --break-group-send, every channel layer's group_send reaches nobody: a run of
   the learner's own tests that must then fail, to show that they can.
+- With --only PATTERN (again for more), only the tests whose function name matches
+  one of the fnmatch patterns run (`make check QUICK=1`: the lesson's checkpoints).
 """
 
+import fnmatch
 import os
 import shutil
 
@@ -25,6 +28,26 @@ def pytest_addoption(parser):
         action="store_true",
         help="make every channel layer's group_send reach nobody",
     )
+    parser.addoption(
+        "--only",
+        action="append",
+        default=[],
+        help="run only the tests whose function name matches this fnmatch pattern",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    patterns = config.getoption("--only")
+    if not patterns:
+        return
+    kept, dropped = [], []
+    for item in items:
+        name = getattr(item, "originalname", None) or item.name.split("[", 1)[0]
+        matched = any(fnmatch.fnmatchcase(name, p) for p in patterns)
+        (kept if matched else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def pytest_configure(config):

@@ -35,7 +35,7 @@ COMMANDS = [
     ("make stepN-stack", "python workshop.py stack N", "the last step as deployed: nginx, two app servers, PostgreSQL, Redis (PORT=8080)"),
     ("make demo-inmemory-workers", "python workshop.py demo-inmemory-workers", "two workers, one room: who gets a message on the in-memory layer, and on Redis"),
     ("make start STEP=N", "python workshop.py start N", "your own workspace/ from the end of step N-1, to write step N yourself (FORCE=1 / --force)"),
-    ("make check", "python workshop.py check", "step N's checkpoints against workspace/, in plain words (DETAILS=1 / --details)"),
+    ("make check", "python workshop.py check", "step N's checkpoints against workspace/, in plain words (DETAILS=1 / --details; QUICK=1 / --quick: this lesson's checkpoints only)"),
     ("make compare", "python workshop.py compare", "workspace/ against the reference step, as a diff"),
     ("make run", "python workshop.py run", "run workspace/ on http://127.0.0.1:8000/chat/"),
     ("make manage ARGS=\"startapp chat\"", "python workshop.py manage startapp chat", "python manage.py ... in workspace/, with the workshop's Python"),
@@ -519,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_parser = commands.add_parser("check")
     check_parser.add_argument("step", nargs="?")
     check_parser.add_argument("--details", action="store_true")
+    check_parser.add_argument("--quick", action="store_true")
     compare_parser = commands.add_parser("compare")
     compare_parser.add_argument("step", nargs="?")
     run_parser = commands.add_parser("run")
@@ -770,7 +771,7 @@ def workspace_command(args) -> int:
     if args.command == "start":
         return diy.start(args.step, args.force)
     if args.command == "check":
-        return diy.check(args.step, args.details)
+        return diy.check(args.step, args.details, args.quick)
     if args.command == "compare":
         return diy.compare(args.step, sys.stdout.isatty())
     if args.command == "run":
