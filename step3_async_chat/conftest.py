@@ -89,6 +89,7 @@ async def channel_layer(request, settings):
     Assigning settings.CHANNEL_LAYERS makes Channels build a new layer for the test.
     """
     from channels.layers import get_channel_layer
+    from channels.testing import WebsocketCommunicator
 
     if request.param == "settings":
         layers = copy.deepcopy(settings.CHANNEL_LAYERS)
@@ -108,8 +109,27 @@ async def channel_layer(request, settings):
             layers["default"].setdefault("CONFIG", {})["prefix"] = TEST_PREFIX
     settings.CHANNEL_LAYERS = layers
 
+    # A test that fails halfway leaves its sockets open: close them while the event
+    # loop still runs, or a synchronous consumer's thread, left waiting on the loop,
+    # would keep pytest from exiting.
+    opened = []
+    original_init = WebsocketCommunicator.__init__
+
+    def remember(communicator, *args, **kwargs):
+        original_init(communicator, *args, **kwargs)
+        opened.append(communicator)
+
+    request.getfixturevalue("monkeypatch").setattr(
+        WebsocketCommunicator, "__init__", remember
+    )
     layer = get_channel_layer()
     yield layer
+    for communicator in opened:
+        if not communicator.future.done():
+            try:
+                await communicator.disconnect()
+            except Exception:
+                pass  # the test has failed already; this is only the cleanup
     await layer.flush()
     if hasattr(layer, "close_pools"):
         await layer.close_pools()
