@@ -166,6 +166,9 @@ def split_python_option(arguments):
 
 def run_inside_venv(arguments):
     """Run the command in this process, which is the virtualenv's Python."""
+    # Said to this process only: a workshop.py that the command starts (make ci's
+    # tests, make test on another Python) chooses its Python afresh.
+    os.environ.pop("WORKSHOP_REEXEC", None)
     # tools/ first: there, `workshop` is the tooling's package, not this file.
     sys.path.insert(0, str(TOOLS))
     os.environ["PYTHONPATH"] = os.pathsep.join(

@@ -708,7 +708,9 @@ DO_IT_YOURSELF_PARTS = {
     "step 8": f"{BEFORE_AND_AFTER} and step8_",
     "step 7": f"{BEFORE_AND_AFTER} and step7_",
     "steps 2-6": f"{BEFORE_AND_AFTER} and not (step10_ or step9_ or step8_ or step7_)",
-    "the rest": f"not {BEFORE_AND_AFTER}",
+    "the tutorial's code": "tutorials_own_code",
+    "typical mistakes": "typical_mistake",
+    "the rest": f"not ({BEFORE_AND_AFTER} or tutorials_own_code or typical_mistake)",
 }
 # The longest of make ci's maintainer suites, started first.
 LONGEST_FIRST = ("tools/test_do_it_yourself", "tools/test_tests_catch_breakage")
