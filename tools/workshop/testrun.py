@@ -188,13 +188,17 @@ def run_suites(
             flush=True,
         )
         results = []
-        order = sorted(
-            reversed(suites),
-            key=lambda s: next(
-                (i for i, prefix in enumerate(first) if s.name.startswith(prefix)),
+
+        def place(index: int) -> tuple[int, int]:
+            name = suites[index].name
+            group = next(
+                (g for g, prefix in enumerate(first) if name.startswith(prefix)),
                 len(first),
-            ),
-        )
+            )
+            # Those named first in their given order; the others from the last.
+            return group, index if group < len(first) else -index
+
+        order = [suites[i] for i in sorted(range(len(suites)), key=place)]
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(run_suite, s, pytest_args, False) for s in order]
             for future in as_completed(futures):
