@@ -7,6 +7,8 @@ step runs as it is deployed: its default settings with DEBUG off, under uvicorn 
 the flags of its deploy/app-server.sh.
 """
 
+import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -65,6 +67,9 @@ def last_step() -> Step:
     return all_steps()[-1]
 
 
+SHELL_DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
+
+
 def deployed_uvicorn(step: Step) -> tuple[str, tuple[str, ...], str]:
     """(application, uvicorn options, where they come from) as the step deploys it.
 
@@ -78,6 +83,9 @@ def deployed_uvicorn(step: Step) -> tuple[str, tuple[str, ...], str]:
     line = next(
         line for line in command.splitlines() if "-m uvicorn" in line and "exec" in line
     )
+    # The shell's ${NAME:-default}, as the script would see it in the bench's
+    # environment (where none of them is set: their defaults).
+    line = SHELL_DEFAULT.sub(lambda m: os.environ.get(m.group(1)) or m.group(2), line)
     words = shlex.split(line.split("-m uvicorn", 1)[1])
     application, options, flags = words[0], iter(words[1:]), []
     for word in options:
