@@ -662,6 +662,16 @@ def find_python(version: str) -> str | None:
     return None
 
 
+def other_pythons() -> list[str]:
+    """The supported Pythons besides this one that are on this machine."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    found = [find_python(v) for v in OTHER_PYTHONS if v != here]
+    missing = [v for v in OTHER_PYTHONS if v != here and not find_python(v)]
+    for version in missing:
+        print(f"Python {version} is not on this machine: not tested on it.")
+    return [python for python in found if python]
+
+
 def ci(jobs: int) -> int:
     """Everything CI runs, in order, stopping at the first failure: what a learner's
     `make test` runs, and what only a maintainer needs besides."""
@@ -672,7 +682,6 @@ def ci(jobs: int) -> int:
         {"REQUIRE_REDIS": "1", "REQUIRE_BROWSER": "1", "REQUIRE_POSTGRES": "1",
          "REQUIRE_NGINX": "1"}
     )  # fmt: skip
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
     stages = [
         ("lint", lint),
         ("check-steps", check_steps),
@@ -683,15 +692,12 @@ def ci(jobs: int) -> int:
             # One more at a time than make test: the longest suite mostly waits.
             lambda: run_suites(maintainer_suites(), [], jobs + 1, LONGEST_FIRST),
         ),
-        ("each step alone, in a virtualenv of its own", lambda: standalone([], jobs)),
+        (
+            "each step alone, in a virtualenv of its own, on the other Pythons in turn",
+            lambda: standalone([], jobs, other_pythons()),
+        ),
         ("the benchmark's smoke run", lambda: bench_quick()),
     ]
-    for version in OTHER_PYTHONS:
-        if version == here:
-            continue
-        stages.append(
-            (f"every step on Python {version}", lambda v=version: other_python(v))
-        )
     started = time.monotonic()
     for title, stage in stages:
         print(f"\n######## make ci: {title}", flush=True)
@@ -757,17 +763,6 @@ def bench_quick() -> int:
     from workshop.bench.run import main as bench_main
 
     return bench_main(["--quick"])
-
-
-def other_python(version: str) -> int:
-    python = find_python(version)
-    if python is None:
-        print(f"Python {version} is not on this machine: not tested on it.")
-        return 0
-    environment = {**os.environ, "WORKSHOP_VENV": f".venv-{version}"}
-    return subprocess.run(
-        [python, str(ROOT / "workshop.py"), "test"], cwd=ROOT, env=environment
-    ).returncode
 
 
 def workspace_command(args) -> int:

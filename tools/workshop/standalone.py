@@ -37,13 +37,13 @@ def run(command: list, cwd: Path, log) -> subprocess.CompletedProcess:
     return result
 
 
-def check_step(step, folder: Path, log) -> str | None:
+def check_step(step, folder: Path, log, base_python: str) -> str | None:
     """None if the copy passes; else what failed."""
     copy = folder / step.name
     for name in project_files(step.path):
         (copy / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(step.path / name, copy / name)
-    if run([sys.executable, "-m", "venv", ".venv"], copy, log).returncode:
+    if run([base_python, "-m", "venv", ".venv"], copy, log).returncode:
         return "python -m venv failed"
     python = venv_python(copy / ".venv")
     install = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
@@ -71,8 +71,22 @@ def check_step(step, folder: Path, log) -> str | None:
     return None
 
 
-def standalone(numbers: list[str], jobs: int) -> int:
+def python_version(python: str) -> str:
+    found = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+    )
+    return found.stdout.strip() or "?"
+
+
+def standalone(numbers: list[str], jobs: int, pythons: list[str] = ()) -> int:
+    """Each step alone; with `pythons`, the steps' virtualenvs are made with each of
+    them in turn (make ci: the oldest and the newest supported Python)."""
     steps = [find_step(number) for number in numbers] or all_steps()
+    pythons = list(pythons) or [sys.executable]
+    chosen = {step.name: pythons[i % len(pythons)] for i, step in enumerate(steps)}
+    versions = {python: python_version(python) for python in pythons}
     logs = Path(tempfile.mkdtemp(prefix="workshop-standalone-logs-"))
     failures = 0
     started = time.monotonic()
@@ -81,7 +95,7 @@ def standalone(numbers: list[str], jobs: int) -> int:
         with tempfile.TemporaryDirectory(prefix="workshop-standalone-") as folder:
             began = time.monotonic()
             with open(logs / f"{step.name}.log", "w", encoding="utf-8") as log:
-                problem = check_step(step, Path(folder), log)
+                problem = check_step(step, Path(folder), log, chosen[step.name])
             return step, problem, time.monotonic() - began
 
     print(
@@ -95,7 +109,11 @@ def standalone(numbers: list[str], jobs: int) -> int:
             step, problem, seconds = future.result()
             failures += problem is not None
             verdict = "ok  " if problem is None else f"FAIL  {problem}"
-            print(f"  {step.name:<20} {verdict}  ({seconds:.0f}s)", flush=True)
+            version = versions[chosen[step.name]]
+            print(
+                f"  {step.name:<20} Python {version:<8} {verdict}  ({seconds:.0f}s)",
+                flush=True,
+            )
     print(
         f"standalone: {len(steps) - failures} of {len(steps)} steps pass on their own"
         f" ({time.monotonic() - started:.0f}s)"
