@@ -15,7 +15,7 @@ from mysite.asgi import application
 from testsupport.layers import group_members
 from testsupport.servers import runserver
 
-# The Origin header a browser sends from the page served by `make step2`.
+# The Origin header a browser sends from the page served by `make stepN`.
 BROWSER_ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 ROOM_NAMES_THE_LAYER_REFUSES = ["café", "x" * 150, "has space", "../x"]
 

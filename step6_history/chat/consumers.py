@@ -1,7 +1,6 @@
 import asyncio
 import json
 import weakref
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -30,7 +29,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     Speaks the JSON protocol of the README: the browser sends {"type": "message",
     "text": ...}; the server sends "history", "message" and "error" frames. Every
     message is stored before it is broadcast, and numbered within its room, so that
-    a socket that missed some gets them from the database.
+    a socket that joins gets the latest from the database.
     """
 
     joined = False  # in the room's group
@@ -60,7 +59,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not self.user.is_authenticated:
             await self.close(code=CLOSE_LOGIN_REQUIRED)
             return
-        await self.send_history(self.requested_after())
+        await self.send_history()
 
     async def disconnect(self, close_code):
         if self.joined:
@@ -119,52 +118,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # --- Channel layer handlers: the room's group talks to us ----------------------
 
     async def chat_message(self, event):
-        number = event["number"]
-        if number <= self.delivered:
-            return  # already sent, in the history or by a catch-up
-        if number > self.delivered + 1:
-            # Messages before this one have not reached this socket: the channel
-            # layer dropped them (this socket's channel was full), or another
-            # process's broadcast is still on its way. Each was stored before it was
-            # broadcast, so the database has them all, in order: fetch them now.
-            await self.catch_up()
-            return
+        if event["number"] <= self.delivered:
+            return  # already sent, in the history
         await self.send_json(event["frame"])
-        self.delivered = number
+        self.delivered = event["number"]
 
     # --- Helpers -------------------------------------------------------------------
 
-    def requested_after(self):
-        """The number a reconnecting page says it has already (?after=41), or None."""
-        query = parse_qs(self.scope["query_string"].decode("latin-1"))
-        value = query.get("after", [""])[0]
-        return int(value) if value.isdigit() else None
-
-    async def send_history(self, after):
-        """The room's latest messages, or with ?after=N every message after N."""
-        if after is None:
-            frames = await database_sync_to_async(store.latest_messages)(
-                self.room_name, settings.CHAT_HISTORY_LENGTH
-            )
-        else:
-            frames = await database_sync_to_async(store.messages_after)(
-                self.room_name, after
-            )
-            self.delivered = after
+    async def send_history(self):
+        """The room's latest messages, oldest first, in one "history" frame."""
+        frames = await database_sync_to_async(store.latest_messages)(
+            self.room_name, settings.CHAT_HISTORY_LENGTH
+        )
         await self.send_json(
             {"type": "history", "room": self.room_name, "messages": frames}
         )
         if frames:
             self.delivered = frames[-1]["id"]
-
-    async def catch_up(self):
-        """Send, from the database, every message newer than this socket has."""
-        frames = await database_sync_to_async(store.messages_after)(
-            self.room_name, self.delivered
-        )
-        for frame in frames:
-            await self.send_json(frame)
-            self.delivered = frame["id"]
 
     async def send_error(self, code, detail):
         await self.send_json({"type": "error", "code": code, "detail": detail})

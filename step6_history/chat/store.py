@@ -39,13 +39,6 @@ def save_message(room_name: str, user, text: str) -> dict:
     return message_frame(message)
 
 
-def messages_after(room_name: str, after: int) -> list[dict]:
-    """The room's messages numbered above `after`, oldest first."""
-    query = Message.objects.filter(room__name=room_name, number__gt=after)
-    query = query.select_related("room", "author").order_by("number")
-    return [message_frame(message) for message in query]
-
-
 def latest_messages(room_name: str, count: int) -> list[dict]:
     """The room's `count` newest messages, oldest first."""
     query = Message.objects.filter(room__name=room_name).select_related(

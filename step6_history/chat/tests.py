@@ -175,15 +175,15 @@ class TwoUsersChatTests(ChannelsLiveServerTestCase):
         self._wait_until_connected(driver)
 
     def _wait_until_connected(self, driver):
-        # The page shows its socket's state; typing before it is "connected" would
-        # only get "Not connected: your message was not sent."
+        # Typing before the socket is open would send into a socket that is still
+        # connecting (an error in the page) and lose the message.
         self._wait_until(
             driver,
-            lambda d: (
-                d.find_element(By.ID, "connection-state").get_attribute("data-state")
-                == "connected"
+            lambda d: d.execute_script(
+                "return typeof chatSocket !== 'undefined'"
+                " && chatSocket.readyState === WebSocket.OPEN"
             ),
-            "the room page did not connect",
+            "the room page's WebSocket did not open",
         )
 
     def _post(self, driver, message):

@@ -6,7 +6,7 @@ from websockets.sync.client import connect
 
 from testsupport.servers import runserver
 
-# The Origin header a browser sends from the page served by `make step5`.
+# The Origin header a browser sends from the page served by `make stepN`.
 ORIGIN = "http://127.0.0.1:8000"
 
 

@@ -1,0 +1,110 @@
+"""Everything the consumer asks of the database, in one place.
+
+Plain synchronous functions using the Django ORM. The consumer calls them through
+database_sync_to_async, which runs them in a worker thread (the ORM may block, and
+must not run on the event loop) and closes stale database connections, as Django
+does at the end of a request.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Message, Presence, Room
+
+
+def message_frame(message: Message) -> dict:
+    """A stored message as the protocol sends it (see the README: the protocol)."""
+    return {
+        "type": "message",
+        "room": message.room.name,
+        "id": message.number,
+        "author": message.author.get_username(),
+        "text": message.text,
+        "created": message.created.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def save_message(room_name: str, user, text: str) -> dict:
+    """Store a message with the room's next number; returns its frame."""
+    with transaction.atomic():
+        room, _ = Room.objects.get_or_create(name=room_name)
+        # One UPDATE takes the room's next number. The database lets one
+        # transaction at a time change the row, so two messages never get the same
+        # number, and the lower number is committed first.
+        Room.objects.filter(pk=room.pk).update(last_number=F("last_number") + 1)
+        room.refresh_from_db(fields=["last_number"])
+        message = Message.objects.create(
+            room=room, number=room.last_number, author=user, text=text
+        )
+    return message_frame(message)
+
+
+def messages_after(
+    room_name: str, after: int, limit: int, newest_only: int
+) -> tuple[int, list[dict]]:
+    """At most `limit` of the room's messages numbered above `after`, oldest first,
+    but none older than the room's newest `newest_only`. Returns the number they
+    follow (`after`, or higher if older ones were left out) and the messages."""
+    rooms = Room.objects.filter(name=room_name)
+    newest = rooms.values_list("last_number", flat=True).first() or 0
+    start = min(max(after, newest - newest_only), newest)
+    query = Message.objects.filter(room__name=room_name, number__gt=start)
+    query = query.select_related("room", "author").order_by("number")[:limit]
+    return start, [message_frame(message) for message in query]
+
+
+def latest_messages(room_name: str, count: int) -> list[dict]:
+    """The room's `count` newest messages, oldest first."""
+    query = Message.objects.filter(room__name=room_name).select_related(
+        "room", "author"
+    )
+    newest = list(query.order_by("-number")[:count])
+    return [message_frame(message) for message in reversed(newest)]
+
+
+# --- presence ---------------------------------------------------------------------------
+
+
+def enter(room_name: str, user, channel_name: str) -> None:
+    Presence.objects.update_or_create(
+        channel_name=channel_name,
+        defaults={"room": room_name, "user": user, "seen": timezone.now()},
+    )
+
+
+def leave(channel_name: str) -> None:
+    Presence.objects.filter(channel_name=channel_name).delete()
+
+
+def present_users(room_name: str) -> list[str]:
+    """Usernames with at least one live socket in the room, sorted."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+    names = (
+        Presence.objects.filter(room=room_name, seen__gte=cutoff)
+        .values_list("user__username", flat=True)
+        .distinct()
+    )
+    return sorted(names)
+
+
+def beat(channel_names: list[str], room_names: set[str]) -> dict[str, int]:
+    """The heartbeat's database work, for all the sockets of a process at once:
+    they are still here; returns the number of each room's newest message."""
+    now = timezone.now()
+    for names in chunks(channel_names):
+        Presence.objects.filter(channel_name__in=names).update(seen=now)
+    newest = {}
+    for names in chunks(sorted(room_names)):
+        rooms = Room.objects.filter(name__in=names)
+        newest.update(rooms.values_list("name", "last_number"))
+    return newest
+
+
+def chunks(items: list, size: int = 500):
+    """SQLite allows a limited number of parameters in one query."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

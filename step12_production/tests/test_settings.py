@@ -1,0 +1,168 @@
+"""The production settings: everything from the environment, checked by Django.
+
+Each test builds the settings as mysite/settings.py does for a given environment
+(testsupport/layers.py runs the module again), or runs a real manage.py or server
+with that environment.
+"""
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+
+import pytest
+
+from testsupport.accounts import login_cookies
+from testsupport.layers import settings_value
+from testsupport.servers import ServerProcess, free_port
+
+PRODUCTION = {
+    "DJANGO_DEBUG": "0",
+    "DJANGO_HTTPS": "1",
+    "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+}
+
+
+def manage(step_dir, *arguments, env=None):
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=step_dir,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_database_url_selects_postgresql_with_a_connection_pool():
+    url = "postgresql://chat:p%40ss@db.example.com:5433/chatdb"
+
+    database = settings_value("DATABASES", {"DATABASE_URL": url})["default"]
+
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert (database["NAME"], database["USER"], database["PASSWORD"]) == (
+        "chatdb",
+        "chat",
+        "p@ss",
+    )
+    assert (database["HOST"], database["PORT"]) == ("db.example.com", "5433")
+    assert database["OPTIONS"]["pool"]
+    # Django's guidance under ASGI: no persistent connections (a pool instead).
+    assert database.get("CONN_MAX_AGE", 0) == 0
+
+
+def test_postgres_variables_select_postgresql_too():
+    environment = {
+        "POSTGRES_DB": "chatdb",
+        "POSTGRES_USER": "chat",
+        "POSTGRES_PASSWORD": "secret",
+        "POSTGRES_HOST": "db",
+    }
+
+    database = settings_value("DATABASES", environment)["default"]
+
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert (database["NAME"], database["HOST"], database["PORT"]) == (
+        "chatdb",
+        "db",
+        "",
+    )
+
+
+def test_without_either_the_database_is_the_sqlite_file():
+    database = settings_value("DATABASES", {})["default"]
+
+    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert str(database["NAME"]).endswith("db.sqlite3")
+
+
+def test_a_database_url_that_is_not_postgresql_is_refused_with_a_reason(step_dir):
+    result = manage(step_dir, "check", env={"DATABASE_URL": "mysql://db/chat"})
+
+    assert result.returncode != 0
+    assert "DATABASE_URL must start with postgresql://, not mysql://" in result.stderr
+
+
+def test_check_deploy_is_clean_under_production_settings(step_dir):
+    result = manage(
+        step_dir, "check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_names_what_a_development_setup_lacks(step_dir):
+    # The control: the same check is not clean with the development defaults.
+    result = manage(step_dir, "check", "--deploy", env={"DJANGO_DEBUG": "1"})
+
+    assert "security.W018" in result.stdout + result.stderr  # DEBUG is on
+
+
+@pytest.mark.parametrize(
+    "environment, secure",
+    [
+        ({"DJANGO_DEBUG": "0"}, False),
+        ({"DJANGO_DEBUG": "0", "DJANGO_HTTPS": "1"}, True),
+        ({"DJANGO_DEBUG": "1", "DJANGO_HTTPS": "1"}, True),
+    ],
+    ids=["plain http", "https", "https with debug"],
+)
+def test_secure_cookies_follow_tls_not_debug(environment, secure):
+    assert settings_value("SESSION_COOKIE_SECURE", environment) is secure
+    assert settings_value("CSRF_COOKIE_SECURE", environment) is secure
+
+
+def test_logging_in_over_plain_http_works_with_debug_off(step_dir, server_database):
+    env = {**server_database, "DJANGO_DEBUG": "0", "REDIS_URL": ""}
+    login_cookies(step_dir, env, ["alice"])  # creates alice
+    manage(
+        step_dir,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User;"
+        " u = User.objects.get(username='alice'); u.set_password('a-long-password-1');"
+        " u.save()",
+        env=env,
+    )
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "mysite.asgi:application",
+        "--port",
+        str(port),
+    ]
+    with ServerProcess(command, step_dir, port, env) as server:
+        assert server.wait_until_listening(), server.output
+        cookies = CookieJar()
+        browser = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(cookies)
+        )
+        base = f"http://127.0.0.1:{port}"
+        page = browser.open(f"{base}/accounts/login/", timeout=10).read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode(
+            {
+                "csrfmiddlewaretoken": token,
+                "username": "alice",
+                "password": "a-long-password-1",
+            }
+        ).encode()
+        browser.open(
+            urllib.request.Request(
+                f"{base}/accounts/login/", data=form, headers={"Referer": base}
+            ),
+            timeout=10,
+        )
+
+        rooms = browser.open(f"{base}/chat/", timeout=10)
+
+        assert rooms.geturl() == f"{base}/chat/", "sent back to the login page"
+        assert '<strong id="username">alice</strong>' in rooms.read().decode()

@@ -1,0 +1,194 @@
+"""The deployed topology, tested: nginx in front of two app servers, with PostgreSQL
+and Redis, started from local programs by testsupport/stack.py (as make step13-stack
+does). All traffic goes through nginx, as a browser's would.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from testsupport.accounts import login_cookies
+from testsupport.chat_client import ChatClient
+from testsupport.stack import Stack
+
+PASSWORD = "a-long-password-1"
+
+
+@pytest.fixture(scope="module")
+def stack():
+    stack = Stack()
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def clients(stack, step_dir):
+    opened = []
+
+    def open_clients(room, *usernames):
+        cookies = login_cookies(step_dir, stack.environment, list(usernames))
+        for name, cookie in zip(usernames, cookies, strict=True):
+            client = ChatClient(stack.port, room, cookie, name).connect()
+            assert client.wait_for(lambda c: c.frames), f"{name} got no history"
+            opened.append(client)
+        return opened[-len(usernames) :]
+
+    yield open_clients
+    for client in opened:
+        client.close()
+
+
+def has_texts(*texts):
+    return lambda client: all(text in client.texts() for text in texts)
+
+
+def accepted_websockets(server) -> int:
+    return server.output.count('"WebSocket /ws/chat/')
+
+
+def test_users_on_both_app_servers_chat_through_nginx(stack, clients):
+    before = [accepted_websockets(server) for server in stack.app_servers]
+
+    people = clients("lobby", "alice", "bob", "carol", "dave")
+    for person in people:
+        person.send(f"hello from {person.name}")
+
+    texts = [f"hello from {person.name}" for person in people]
+    for person in people:
+        assert person.wait_for(has_texts(*texts)), person.name
+    # nginx shared the sockets out between the two app servers.
+    after = [accepted_websockets(server) for server in stack.app_servers]
+    assert all(now > then for now, then in zip(after, before, strict=True)), after
+
+
+def test_static_files_come_from_nginx(stack):
+    with urllib.request.urlopen(f"{stack.url}/static/chat/chat.css", timeout=10) as css:
+        assert css.status == 200
+        assert css.headers["Content-Type"] == "text/css"
+        assert css.headers["Server"].startswith("nginx")
+        assert "#chat-log" in css.read().decode()
+    for server in stack.app_servers:
+        assert "/static/" not in server.output, "an app server served a static file"
+
+
+def test_the_origin_check_works_through_the_proxy(stack, step_dir):
+    (cookie,) = login_cookies(step_dir, stack.environment, ["mallory"])
+    url = f"ws://127.0.0.1:{stack.port}/ws/chat/lobby/"
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(
+            url, origin="http://evil.example", additional_headers={"Cookie": cookie}
+        )
+
+    assert refused.value.response.status_code == 403
+    # The control: the chat's own origin, through the same proxy, gets in.
+    with connect(
+        url, origin=stack.url, additional_headers={"Cookie": cookie}
+    ) as socket:
+        assert '"type": "history"' in socket.recv(timeout=10)
+
+
+def test_logging_in_through_the_proxy_passes_the_csrf_check(stack, step_dir):
+    set_password(step_dir, stack, "erin")
+    cookies = CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    page = browser.open(f"{stack.url}/accounts/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = {"csrfmiddlewaretoken": token, "username": "erin", "password": PASSWORD}
+
+    browser.open(
+        urllib.request.Request(
+            f"{stack.url}/accounts/login/",
+            data=urllib.parse.urlencode(form).encode(),
+            headers={"Origin": stack.url},
+        ),
+        timeout=10,
+    )
+
+    rooms = browser.open(f"{stack.url}/chat/", timeout=10)
+    assert rooms.geturl() == f"{stack.url}/chat/", "sent back to the login page"
+    assert '<strong id="username">erin</strong>' in rooms.read().decode()
+
+
+def set_password(step_dir, stack, username):
+    """A user who logs in with a password, as a person does."""
+    code = (
+        "from django.contrib.auth.models import User;"
+        f" u, _ = User.objects.get_or_create(username={username!r});"
+        f" u.set_password({PASSWORD!r}); u.save()"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=step_dir,
+        env={**os.environ, **stack.environment},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_a_browser_logs_in_and_chats_through_the_proxy(stack, step_dir, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    set_password(step_dir, stack, "frank")
+    (watcher_cookie,) = login_cookies(step_dir, stack.environment, ["grace"])
+    watcher = ChatClient(stack.port, "browsers", watcher_cookie).connect()
+    browser.get(f"{stack.url}/accounts/login/")
+    browser.find_element(By.NAME, "username").send_keys("frank")
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD, Keys.ENTER)
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "username"))
+    browser.get(f"{stack.url}/chat/browsers/")
+    WebDriverWait(browser, 10).until(
+        lambda d: (
+            d.find_element(By.ID, "connection-state").get_attribute("data-state")
+            == "connected"
+        )
+    )
+
+    box = browser.find_element(By.ID, "chat-message-input")
+    box.send_keys("typed in a browser, through nginx", Keys.ENTER)
+
+    assert watcher.wait_for(has_texts("typed in a browser, through nginx"))
+    watcher.close()
+
+
+def test_an_app_server_killed_its_clients_reconnect_to_the_other_and_catch_up(
+    stack, clients
+):
+    people = clients("failover", "henry", "ida", "jack", "kate")
+    for person in people:
+        person.send(f"before, from {person.name}")
+    for person in people:
+        assert person.wait_for(lambda c: len(c.messages) == 4)
+
+    stack.kill_app_server(0)
+    # Those whose app server died see their socket close; the others chat on.
+    cut_off = [person for person in people if person.wait_until_closed(timeout=3)]
+    still_on = [person for person in people if person not in cut_off]
+    assert cut_off and still_on, "nginx had put everyone on one app server"
+    for person in still_on:
+        person.send(f"meanwhile, from {person.name}")
+    for person in cut_off:
+        person.reconnect()  # through nginx, which now sends it to the other server
+        person.send(f"back, from {person.name}")
+
+    everything = 4 + len(people)
+    for person in people:
+        assert person.wait_for(lambda c: len(c.messages) == everything), person.name
+        assert [m["id"] for m in person.messages] == list(range(1, everything + 1))
+        assert person.texts() == people[0].texts()
+    # Nothing stored was lost: a newcomer's history is the same conversation.
+    (newcomer,) = clients("failover", "leo")
+    assert newcomer.texts() == people[0].texts()

@@ -1,0 +1,170 @@
+import asyncio
+import json
+import weakref
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from . import store
+from .room_names import is_valid_room_name
+
+# Close code for a socket opened without a logged-in user: the page sends the
+# visitor to the login page when it sees it. (Codes 4000-4999 are for applications.)
+CLOSE_LOGIN_REQUIRED = 4401
+# One lock per room and event loop (an asyncio lock belongs to one event loop).
+ROOM_LOCKS = weakref.WeakKeyDictionary()
+
+
+def room_lock(room_name):
+    """Held while one of the room's messages is numbered and broadcast, so that this
+    process broadcasts a room's messages one at a time, in number order."""
+    locks = ROOM_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(room_name, asyncio.Lock())
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """One logged-in user's socket in one room.
+
+    Speaks the JSON protocol of the README: the browser sends {"type": "message",
+    "text": ...}; the server sends "history", "message" and "error" frames. Every
+    message is stored before it is broadcast, and numbered within its room, so that
+    a socket that missed some gets them from the database.
+    """
+
+    joined = False  # in the room's group
+    delivered = 0  # the number of the newest message this socket has been sent
+
+    # --- WebSocket handlers: the browser talks to us -------------------------------
+
+    async def connect(self):
+        self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
+        self.room_group_name = f"chat_{self.room_name}"
+        # AuthMiddlewareStack (mysite/asgi.py) found the user from the session
+        # cookie, as Django's AuthenticationMiddleware does for a view.
+        self.user = self.scope["user"]
+        if not is_valid_room_name(self.room_name):
+            await self.close()
+            return
+        if self.user.is_authenticated:
+            # In the room's group before the page hears "open": nothing said from
+            # then on can miss this socket. And joined before the history is read: a
+            # message stored in between comes twice (in the history, then as an
+            # event, which is skipped), but none can fall between the two.
+            await self.channel_layer.group_add(self.room_group_name, self.channel_name)
+            self.joined = True
+        # Accepted even without a user, so that the close code reaches the page (a
+        # refused handshake gives the browser no code at all).
+        await self.accept()
+        if not self.user.is_authenticated:
+            await self.close(code=CLOSE_LOGIN_REQUIRED)
+            return
+        await self.send_history(self.requested_after())
+
+    async def disconnect(self, close_code):
+        if self.joined:
+            await self.channel_layer.group_discard(
+                self.room_group_name, self.channel_name
+            )
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """A frame from the browser. Anything but a valid message gets an "error"
+        frame; the socket stays open and nothing is broadcast."""
+        if not self.joined:
+            return
+        if text_data is None:
+            return await self.send_error(
+                "binary_frame", "Frames must be JSON text, not binary."
+            )
+        try:
+            content = json.loads(text_data)
+        except ValueError as error:
+            return await self.send_error(
+                "invalid_json", f"The frame is not valid JSON: {error}."
+            )
+        if not isinstance(content, dict) or "type" not in content:
+            return await self.send_error(
+                "invalid_frame", 'A frame must be a JSON object with a "type".'
+            )
+        if content["type"] != "message":
+            return await self.send_error(
+                "unknown_type",
+                f"Unknown frame type {content['type']!r}: a client sends only"
+                ' {"type": "message", "text": "..."}.',
+            )
+        await self.receive_message(content)
+
+    async def receive_message(self, content):
+        if "text" not in content:
+            return await self.send_error("missing_text", 'A message needs a "text".')
+        text = content["text"]
+        if not isinstance(text, str):
+            return await self.send_error(
+                "text_not_string", "A message's text must be a string."
+            )
+        if not text.strip():
+            return await self.send_error("empty_text", "A message cannot be empty.")
+        async with room_lock(self.room_name):
+            # Stored first: once it is in the database, nobody can lose it for good.
+            # The ORM blocks, so it runs in a worker thread, off the event loop.
+            frame = await database_sync_to_async(store.save_message)(
+                self.room_name, self.user, text
+            )
+            await self.channel_layer.group_send(
+                self.room_group_name,
+                {"type": "chat.message", "number": frame["id"], "frame": frame},
+            )
+
+    # --- Channel layer handlers: the room's group talks to us ----------------------
+
+    async def chat_message(self, event):
+        number = event["number"]
+        if number <= self.delivered:
+            return  # already sent, in the history or by a catch-up
+        if number > self.delivered + 1:
+            # Messages before this one have not reached this socket: the channel
+            # layer dropped them (this socket's channel was full), or another
+            # process's broadcast is still on its way. Each was stored before it was
+            # broadcast, so the database has them all, in order: fetch them now.
+            await self.catch_up()
+            return
+        await self.send_json(event["frame"])
+        self.delivered = number
+
+    # --- Helpers -------------------------------------------------------------------
+
+    def requested_after(self):
+        """The number a reconnecting page says it has already (?after=41), or None."""
+        query = parse_qs(self.scope["query_string"].decode("latin-1"))
+        value = query.get("after", [""])[0]
+        return int(value) if value.isdigit() else None
+
+    async def send_history(self, after):
+        """The room's latest messages, or with ?after=N every message after N."""
+        if after is None:
+            frames = await database_sync_to_async(store.latest_messages)(
+                self.room_name, settings.CHAT_HISTORY_LENGTH
+            )
+        else:
+            frames = await database_sync_to_async(store.messages_after)(
+                self.room_name, after
+            )
+            self.delivered = after
+        await self.send_json(
+            {"type": "history", "room": self.room_name, "messages": frames}
+        )
+        if frames:
+            self.delivered = frames[-1]["id"]
+
+    async def catch_up(self):
+        """Send, from the database, every message newer than this socket has."""
+        frames = await database_sync_to_async(store.messages_after)(
+            self.room_name, self.delivered
+        )
+        for frame in frames:
+            await self.send_json(frame)
+            self.delivered = frame["id"]
+
+    async def send_error(self, code, detail):
+        await self.send_json({"type": "error", "code": code, "detail": detail})

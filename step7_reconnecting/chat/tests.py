@@ -1,0 +1,216 @@
+"""Browser tests: two users, each logged in in a browser of their own, chat.
+
+Run them the tutorial's way, `python manage.py test chat.tests`, or with pytest.
+Two headless Chromium instances, not two windows of one: windows share cookies,
+so one browser can only be one user.
+"""
+
+from pathlib import Path
+
+from channels.testing import ChannelsLiveServerTestCase
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client, override_settings
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.wait import WebDriverWait
+
+from testsupport.browser import make_driver, save_failure_artefacts
+
+# Screenshots and console logs of failed tests go here (git ignores the folder).
+ARTEFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+PASSWORD = "a-long-password-1"
+# Tests only: a fast password hasher, as Django's documentation advises for tests
+# (the default takes a quarter of a second of CPU per password, by design).
+FAST_PASSWORDS = override_settings(
+    PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]
+)
+
+
+@FAST_PASSWORDS
+class TwoUsersChatTests(ChannelsLiveServerTestCase):
+    serve_static = True
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.drivers = []
+        try:
+            cls.drivers = [make_driver(), make_driver()]
+        except BaseException:
+            for driver in cls.drivers:
+                driver.quit()
+            super().tearDownClass()
+            raise
+        cls.alice_browser, cls.bob_browser = cls.drivers
+
+    @classmethod
+    def tearDownClass(cls):
+        for driver in cls.drivers:
+            driver.quit()
+        super().tearDownClass()
+
+    def setUp(self):
+        for name in ("alice", "bob"):
+            User.objects.create_user(name, password=PASSWORD)
+        for driver in self.drivers:
+            driver.delete_all_cookies()
+
+    def test_two_logged_in_users_chat_and_see_who_wrote_what(self):
+        self._log_in(self.alice_browser, "alice")
+        self._log_in(self.bob_browser, "bob")
+        self._enter_room(self.alice_browser, "lobby")
+        self._enter_room(self.bob_browser, "lobby")
+
+        self._post(self.alice_browser, "hello bob")
+        self._wait_for_text(
+            self.bob_browser, "alice: hello bob", "bob did not see alice's message"
+        )
+        self._post(self.bob_browser, "hi alice")
+        self._wait_for_text(
+            self.alice_browser, "bob: hi alice", "alice did not see bob's answer"
+        )
+
+    def test_the_history_is_there_after_a_reload_in_order_and_once(self):
+        self._log_in(self.alice_browser, "alice")
+        self._log_in(self.bob_browser, "bob")
+        self._enter_room(self.alice_browser, "lobby")
+        self._enter_room(self.bob_browser, "lobby")
+        self._post(self.alice_browser, "hello bob")
+        self._wait_for_text(self.bob_browser, "alice: hello bob", "bob saw nothing")
+        self._post(self.bob_browser, "hi alice")
+        self._wait_for_text(self.bob_browser, "bob: hi alice", "bob lost his answer")
+
+        self.bob_browser.refresh()
+        self._wait_until_connected(self.bob_browser)
+
+        self._wait_for_text(
+            self.bob_browser, "bob: hi alice", "the history is gone after a reload"
+        )
+        log = self._log(self.bob_browser)
+        self._check(log.count("hello bob") == 1, "a message is shown twice")
+        self._check(
+            log.index("hello bob") < log.index("hi alice"), "history is out of order"
+        )
+
+    def test_a_message_is_not_seen_in_another_room(self):
+        self._log_in(self.alice_browser, "alice")
+        self._log_in(self.bob_browser, "bob")
+        self._enter_room(self.alice_browser, "room_1")
+        self._enter_room(self.bob_browser, "room_2")
+
+        self._post(self.alice_browser, "hello")
+        self._wait_for_text(
+            self.alice_browser, "alice: hello", "alice lost her message"
+        )
+        # bob's own message is a barrier: once he sees it, alice's would be there.
+        self._post(self.bob_browser, "world")
+        self._wait_for_text(self.bob_browser, "bob: world", "bob lost his message")
+        self._check(
+            "hello" not in self._log(self.bob_browser),
+            "a message reached a window in another room",
+        )
+
+    def test_markup_in_a_message_is_shown_as_text(self):
+        message = "<b>bold</b> <img src=x onerror=window.injected=1>"
+        self._log_in(self.alice_browser, "alice")
+        self._log_in(self.bob_browser, "bob")
+        self._enter_room(self.alice_browser, "lobby")
+        self._enter_room(self.bob_browser, "lobby")
+
+        self._post(self.alice_browser, message)
+        self._wait_for_text(
+            self.bob_browser, message, "the message was not shown as its text"
+        )
+        self._check(
+            self.bob_browser.find_elements(
+                By.CSS_SELECTOR, "#chat-log b, #chat-log img"
+            )
+            == [],
+            "the message's markup became elements of the page",
+        )
+        self._check(
+            self.bob_browser.execute_script("return window.injected") is None,
+            "the message's markup ran code in bob's browser",
+        )
+
+    def test_visitor_who_is_not_logged_in_is_sent_to_the_login_page(self):
+        self.alice_browser.get(self.live_server_url + "/chat/lobby/")
+
+        self._wait_until(
+            self.alice_browser,
+            lambda d: "/accounts/login/?next=/chat/lobby/" in d.current_url,
+            "an anonymous visitor was not sent to the login page",
+        )
+
+    def test_a_visitor_signs_up_and_lands_in_the_rooms(self):
+        driver = self.alice_browser
+        driver.get(self.live_server_url + "/accounts/signup/")
+        driver.find_element(By.NAME, "username").send_keys("newcomer")
+        driver.find_element(By.NAME, "password1").send_keys(PASSWORD)
+        driver.find_element(By.NAME, "password2").send_keys(PASSWORD)
+        driver.find_element(By.ID, "signup").click()
+
+        self._wait_until(
+            driver,
+            lambda d: d.find_element(By.ID, "username").text == "newcomer",
+            "after signing up the visitor is not logged in",
+        )
+
+    # === Utility ===
+
+    def _log_in(self, driver, username):
+        """Logged in as the login page leaves a browser: with a session cookie.
+        (Logging in with the form is tested in tests/test_pages.py.)"""
+        client = Client()  # a browser of its own: a session of its own
+        client.force_login(User.objects.get(username=username))
+        driver.get(self.live_server_url + "/accounts/login/")  # the cookie's site
+        driver.add_cookie(
+            {"name": "sessionid", "value": client.cookies["sessionid"].value}
+        )
+
+    def _enter_room(self, driver, room_name):
+        driver.get(self.live_server_url + f"/chat/{room_name}/")
+        self._wait_until_connected(driver)
+
+    def _wait_until_connected(self, driver):
+        # The page shows its socket's state; typing before it is "connected" would
+        # only get "Not connected: your message was not sent."
+        self._wait_until(
+            driver,
+            lambda d: (
+                d.find_element(By.ID, "connection-state").get_attribute("data-state")
+                == "connected"
+            ),
+            "the room page did not connect",
+        )
+
+    def _post(self, driver, message):
+        driver.find_element(By.ID, "chat-message-input").send_keys(message, Keys.ENTER)
+
+    def _log(self, driver):
+        return driver.find_element(By.ID, "chat-log").text
+
+    def _wait_for_text(self, driver, text, message):
+        self._wait_until(driver, lambda d: text in self._log(d), message)
+
+    def _wait_until(self, driver, condition, message, timeout=5):
+        try:
+            WebDriverWait(driver, timeout).until(condition)
+        except TimeoutException:
+            self._fail_with_artefacts(message)
+
+    def _check(self, condition, message):
+        if not condition:
+            self._fail_with_artefacts(message)
+
+    def _fail_with_artefacts(self, message):
+        folders = [
+            save_failure_artefacts(driver, ARTEFACTS, f"{self.id()}-{name}")
+            for name, driver in (
+                ("alice", self.alice_browser),
+                ("bob", self.bob_browser),
+            )
+        ]
+        self.fail(f"{message}. Screenshots and console logs: {folders}")

@@ -1,0 +1,39 @@
+from django.conf import settings
+from django.db import models
+
+
+class Room(models.Model):
+    """A chat room, created by its first message. Counts its messages."""
+
+    name = models.CharField(max_length=94, unique=True)
+    # The number of the room's newest message: each message gets the next one.
+    last_number = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self):
+        return self.name
+
+
+class Message(models.Model):
+    """One chat message, stored before anyone receives it.
+
+    `number` counts the room's messages 1, 2, 3... with no gaps, so that a client
+    (or a consumer) that has message 41 and receives 44 knows that 42 and 43 are
+    missing, and a reconnecting client asks for "everything after 41".
+    """
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    number = models.PositiveBigIntegerField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    text = models.TextField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["room", "number"], name="one_number_per_room"
+            )
+        ]
+        ordering = ["room", "number"]
+
+    def __str__(self):
+        return f"{self.room.name} #{self.number} {self.author}: {self.text[:40]}"
