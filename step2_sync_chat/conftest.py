@@ -1,32 +1,22 @@
 """pytest loads this file before the tests: the fixtures they share.
 
 - step_dir: this step's folder, where manage.py is.
-- redis_url: where the Redis tests connect: a real redis-server that the tests start
-  on a free port (or the Redis you name with REDIS_URL). Skipped, with a reason that
-  says how to get one, when there is none.
 - channel_layer: a test that takes it runs once per layer named by `channel_layers`
-  in pytest.ini (the in-memory layer, then Redis), each configured by
+  in pytest.ini (here the in-memory layer; step 4 adds Redis), configured by
   mysite/settings.py. `pytest -o channel_layers=settings` runs it once instead, on
-  whatever layer the settings choose.
+  whatever layer the settings choose (Redis, if REDIS_URL is set).
 """
 
 import copy
-import os
-import unittest
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 import pytest_asyncio
 
-from testsupport.layers import TEST_PREFIX, channel_layers_from_settings
-from testsupport.redis_server import ping, start_redis_server
+from testsupport.layers import channel_layers_from_settings
 
 # The layer each name of `channel_layers` must get from the settings.
-LAYER_BACKENDS = {
-    "in-memory": "channels.layers.InMemoryChannelLayer",
-    "redis": "channels_redis.core.RedisChannelLayer",
-}
+LAYER_BACKENDS = {"in-memory": "channels.layers.InMemoryChannelLayer"}
 
 
 def pytest_addoption(parser):
@@ -59,29 +49,6 @@ def step_dir() -> Path:
     return Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="session")
-def redis_server():
-    """A redis-server process of our own, started once for the whole test run."""
-    server = start_redis_server()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="session")
-def redis_url(request) -> str:
-    """REDIS_URL when you set it, else the URL of our own redis-server."""
-    given = os.environ.get("REDIS_URL")
-    if not given:
-        return request.getfixturevalue("redis_server").url
-    parsed = urlparse(given)
-    if not ping(parsed.port or 6379, parsed.hostname or "127.0.0.1"):
-        raise unittest.SkipTest(
-            f"needs Redis: REDIS_URL={given} does not answer: start that Redis,"
-            " or unset REDIS_URL to let the tests start their own"
-        )
-    return given
-
-
 @pytest_asyncio.fixture
 async def channel_layer(request, settings):
     """The step's channel layer, built from its settings, emptied after the test.
@@ -94,19 +61,12 @@ async def channel_layer(request, settings):
     if request.param == "settings":
         layers = copy.deepcopy(settings.CHANNEL_LAYERS)
     else:
-        redis_url = (
-            request.getfixturevalue("redis_url")
-            if request.param.startswith("redis")
-            else None
-        )
-        layers = copy.deepcopy(channel_layers_from_settings(redis_url))
+        layers = copy.deepcopy(channel_layers_from_settings(None))
         backend = layers["default"]["BACKEND"]
         assert backend == LAYER_BACKENDS[request.param], (
-            f"with REDIS_URL {'set' if redis_url else 'unset'}, mysite/settings.py"
-            f" chose {backend}, not the {request.param} layer"
+            f"without REDIS_URL, mysite/settings.py chose {backend}, not the"
+            f" {request.param} layer"
         )
-        if redis_url:
-            layers["default"].setdefault("CONFIG", {})["prefix"] = TEST_PREFIX
     settings.CHANNEL_LAYERS = layers
 
     # A test that fails halfway leaves its sockets open: close them while the event

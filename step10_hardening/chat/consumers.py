@@ -1,7 +1,10 @@
 import asyncio
 import json
 import re
+<<<<<<< step10_hardening
 import reprlib
+=======
+>>>>>>> step9_presence
 import weakref
 from urllib.parse import parse_qs
 
@@ -27,8 +30,13 @@ PENDING_PRESENCE = set()
 BACKGROUND_TASKS = set()
 # One lock per room and event loop (an asyncio lock belongs to one event loop).
 ROOM_LOCKS = weakref.WeakKeyDictionary()
+<<<<<<< step10_hardening
 # A message number in ?after=: ASCII digits that fit the database's integer.
 MESSAGE_NUMBER = re.compile(r"[0-9]{1,18}")
+=======
+# What the page makes up for each message it sends (see room.html).
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+>>>>>>> step9_presence
 
 
 def room_lock(room_name):
@@ -42,9 +50,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One logged-in user's socket in one room.
 
     Speaks the JSON protocol of the README: the browser sends {"type": "message",
-    "text": ...}; the server sends "history", "message", "presence", "notification"
-    and "error" frames. Every message is stored before it is broadcast, and numbered
-    within its room, so that a socket that missed some gets them from the database.
+    "text": ..., "client_id": ...}; the server sends "history", "message", "ack",
+    "presence", "notification" and "error" frames. Every message is stored before
+    it is broadcast, and numbered within its room, so that a socket that missed
+    some gets them from the database.
     """
 
     joined = False  # in the room's group and the heartbeat, with a presence row
@@ -148,6 +157,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             )
         if not text.strip():
             return await self.send_error("empty_text", "A message cannot be empty.")
+<<<<<<< step10_hardening
         # JSON can spell text that is not Unicode, which no database can store:
         # half of a UTF-16 surrogate pair ("\ud800"). Found by Hypothesis.
         if utf8_length(text) is None:
@@ -169,13 +179,29 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 f"At most {settings.CHAT_MAX_MESSAGES_PER_SECOND} messages a second;"
                 " this one was not sent.",
                 text,
+=======
+        client_id = content.get("client_id")
+        if client_id is not None and not (
+            isinstance(client_id, str) and CLIENT_ID.fullmatch(client_id)
+        ):
+            return await self.send_error(
+                "invalid_client_id",
+                "A client_id is 1 to 64 ASCII letters, digits, hyphens or underscores.",
+>>>>>>> step9_presence
             )
         async with room_lock(self.room_name):
             # Stored first: once it is in the database, nobody can lose it for good.
             # The ORM blocks, so it runs in a worker thread, off the event loop.
-            frame = await database_sync_to_async(store.save_message)(
-                self.room_name, self.user, text
+            frame, new = await database_sync_to_async(store.save_message)(
+                self.room_name, self.user, text, client_id
             )
+            if client_id is not None:
+                # Stored: the page stops keeping it to send again.
+                await self.send_json(
+                    {"type": "ack", "client_id": client_id, "id": frame["id"]}
+                )
+            if not new:
+                return  # sent again after a reconnection; broadcast the first time
             await self.channel_layer.group_send(
                 self.room_group_name,
                 {"type": "chat.message", "number": frame["id"], "frame": frame},
@@ -267,18 +293,29 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         return None
 
     async def send_history(self, after):
+<<<<<<< step10_hardening
         """The room's latest messages, or with ?after=N the messages after N."""
         if after is not None:
             self.delivered = after
             return await self.catch_up(as_history=True)
         frames = await database_sync_to_async(store.latest_messages)(
             self.room_name, settings.CHAT_HISTORY_LENGTH
+=======
+        """The room's latest messages, or with ?after=N the messages after N. The
+        frame says which number it follows, so that a page can tell."""
+        start, frames = await database_sync_to_async(store.history)(
+            self.room_name, after, settings.CHAT_HISTORY_LENGTH
+>>>>>>> step9_presence
         )
         await self.send_json(
-            {"type": "history", "room": self.room_name, "messages": frames}
+            {
+                "type": "history",
+                "room": self.room_name,
+                "after": start,
+                "messages": frames,
+            }
         )
-        if frames:
-            self.delivered = frames[-1]["id"]
+        self.delivered = frames[-1]["id"] if frames else start
 
     async def catch_up(self, as_history=False):
         """Send, from the database, the messages newer than this socket has: a page

@@ -5,10 +5,6 @@ import os
 import runpy
 from unittest import mock
 
-# Keys the tests write to Redis start with this, so that flushing after a test
-# cannot touch the keys of a development server sharing the same Redis.
-TEST_PREFIX = "test"
-
 
 def channel_layers_from_settings(
     redis_url: str | None, environment: dict | None = None

@@ -129,7 +129,8 @@ CHAT_HISTORY_LENGTH = 50
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "db.sqlite3",
+        # SQLITE_PATH keeps the database elsewhere (a test's own server does).
+        "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"),
         # The browser tests' live server runs in another process, so the test
         # database must be a file both processes can open (an in-memory SQLite
         # database exists only inside the process that made it).

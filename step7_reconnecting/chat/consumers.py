@@ -1,5 +1,6 @@
 import asyncio
 import json
+import re
 import weakref
 from urllib.parse import parse_qs
 
@@ -15,6 +16,8 @@ from .room_names import is_valid_room_name
 CLOSE_LOGIN_REQUIRED = 4401
 # One lock per room and event loop (an asyncio lock belongs to one event loop).
 ROOM_LOCKS = weakref.WeakKeyDictionary()
+# What the page makes up for each message it sends (see room.html).
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def room_lock(room_name):
@@ -28,9 +31,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One logged-in user's socket in one room.
 
     Speaks the JSON protocol of the README: the browser sends {"type": "message",
-    "text": ...}; the server sends "history", "message" and "error" frames. Every
-    message is stored before it is broadcast, and numbered within its room, so that
-    a socket that missed some gets them from the database.
+    "text": ..., "client_id": ...}; the server sends "history", "message", "ack"
+    and "error" frames. Every message is stored before it is broadcast, and
+    numbered within its room, so that a socket that missed some gets them from the
+    database.
     """
 
     joined = False  # in the room's group
@@ -105,12 +109,27 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             )
         if not text.strip():
             return await self.send_error("empty_text", "A message cannot be empty.")
+        client_id = content.get("client_id")
+        if client_id is not None and not (
+            isinstance(client_id, str) and CLIENT_ID.fullmatch(client_id)
+        ):
+            return await self.send_error(
+                "invalid_client_id",
+                "A client_id is 1 to 64 ASCII letters, digits, hyphens or underscores.",
+            )
         async with room_lock(self.room_name):
             # Stored first: once it is in the database, nobody can lose it for good.
             # The ORM blocks, so it runs in a worker thread, off the event loop.
-            frame = await database_sync_to_async(store.save_message)(
-                self.room_name, self.user, text
+            frame, new = await database_sync_to_async(store.save_message)(
+                self.room_name, self.user, text, client_id
             )
+            if client_id is not None:
+                # Stored: the page stops keeping it to send again.
+                await self.send_json(
+                    {"type": "ack", "client_id": client_id, "id": frame["id"]}
+                )
+            if not new:
+                return  # sent again after a reconnection; broadcast the first time
             await self.channel_layer.group_send(
                 self.room_group_name,
                 {"type": "chat.message", "number": frame["id"], "frame": frame},
@@ -141,21 +160,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         return int(value) if value.isdigit() else None
 
     async def send_history(self, after):
-        """The room's latest messages, or with ?after=N every message after N."""
-        if after is None:
-            frames = await database_sync_to_async(store.latest_messages)(
-                self.room_name, settings.CHAT_HISTORY_LENGTH
-            )
-        else:
-            frames = await database_sync_to_async(store.messages_after)(
-                self.room_name, after
-            )
-            self.delivered = after
-        await self.send_json(
-            {"type": "history", "room": self.room_name, "messages": frames}
+        """The room's latest messages, or with ?after=N the messages after N. The
+        frame says which number it follows, so that a page can tell."""
+        start, frames = await database_sync_to_async(store.history)(
+            self.room_name, after, settings.CHAT_HISTORY_LENGTH
         )
-        if frames:
-            self.delivered = frames[-1]["id"]
+        await self.send_json(
+            {
+                "type": "history",
+                "room": self.room_name,
+                "after": start,
+                "messages": frames,
+            }
+        )
+        self.delivered = frames[-1]["id"] if frames else start
 
     async def catch_up(self):
         """Send, from the database, every message newer than this socket has."""

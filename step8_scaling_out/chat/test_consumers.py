@@ -74,12 +74,14 @@ async def open_socket(channel_layer):
 
 
 async def joined(open_socket, username="alice", room="lobby", query=""):
-    """A logged-in socket, past its first frame: the history, kept in .history."""
+    """A logged-in socket, past its first frame: the history, kept in .history (and
+    the number it follows in .history_after)."""
     communicator, connected = await open_socket(username, room, query)
     assert connected, f"{username}'s socket to {room!r} was refused"
     history = await communicator.receive_json_from(timeout=PATIENCE)
     assert history["type"] == "history"
     communicator.history = history["messages"]
+    communicator.history_after = history["after"]
     return communicator
 
 
@@ -105,7 +107,7 @@ def store_messages(texts, room="lobby", username="alice"):
     """Store messages as the consumer does, but broadcast nothing: as if the channel
     layer had dropped every one of them. Returns their frames."""
     user, _ = User.objects.get_or_create(username=username)
-    return [save_message(room, user, text) for text in texts]
+    return [save_message(room, user, text)[0] for text in texts]
 
 
 # --- users -----------------------------------------------------------------------------
@@ -223,6 +225,7 @@ async def test_reconnecting_client_receives_everything_after_its_last_message(
 
     alice = await joined(open_socket, "alice", query="after=7")
 
+    assert alice.history_after == 7
     assert [frame["id"] for frame in alice.history] == list(range(8, 121))
 
 
@@ -231,7 +234,29 @@ async def test_client_that_has_everything_receives_an_empty_history(open_socket)
 
     alice = await joined(open_socket, "alice", query="after=3")
 
-    assert alice.history == []
+    assert (alice.history_after, alice.history) == (3, [])
+
+
+async def test_a_page_newer_than_the_room_gets_the_latest_and_where_they_start(
+    open_socket,
+):
+    # The page has seen message 9, but the database was restored from a copy that
+    # has only 3: it must start again, not wait for a 10th.
+    await store_messages(["one", "two", "three"])
+
+    alice = await joined(open_socket, "alice", query="after=9")
+
+    assert alice.history_after == 0
+    assert [frame["text"] for frame in alice.history] == ["one", "two", "three"]
+
+
+async def test_a_history_says_which_message_it_follows(open_socket):
+    await store_messages([f"old message {number}" for number in range(1, 61)])
+
+    alice = await joined(open_socket, "alice")
+
+    assert alice.history_after == 10
+    assert alice.history[0]["id"] == 11
 
 
 async def broadcast(channel_layer, frame, room="lobby"):
@@ -285,6 +310,71 @@ async def test_broadcasts_that_cross_are_shown_in_number_order_once(
     await say(bob, "third")  # a barrier: a second copy of "first" would come before
 
     assert [(await next_frame(bob))["id"] for _ in range(3)] == [1, 2, 3]
+
+
+# --- client ids and acknowledgements --------------------------------------------------
+
+
+async def say_with_id(communicator, text, client_id):
+    await communicator.send_json_to(
+        {"type": "message", "text": text, "client_id": client_id}
+    )
+
+
+async def test_a_message_with_a_client_id_is_acknowledged_once_stored(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await say_with_id(alice, "hello", "c1")
+
+    assert await next_frame(alice, "ack") == {"type": "ack", "client_id": "c1", "id": 1}
+    assert await stored_texts() == ["hello"]
+    assert (await next_frame(alice))["text"] == "hello"
+
+
+async def test_a_message_sent_again_is_stored_and_shown_once(open_socket):
+    # The page sends a message, its socket drops before the acknowledgement, and it
+    # sends the message again on its next socket.
+    alice = await joined(open_socket, "alice")
+    bob = await joined(open_socket, "bob")
+    await say_with_id(alice, "only once", "c1")
+    assert (await next_frame(alice, "ack"))["id"] == 1
+
+    alice_again = await joined(open_socket, "alice", query="after=0")
+    await say_with_id(alice_again, "only once", "c1")
+
+    assert await next_frame(alice_again, "ack") == {
+        "type": "ack",
+        "client_id": "c1",
+        "id": 1,
+    }
+    await say(alice_again, "barrier")  # a second "only once" would come before it
+    assert [(await next_frame(bob))["text"] for _ in range(2)] == [
+        "only once",
+        "barrier",
+    ]
+    assert await stored_texts() == ["only once", "barrier"]
+
+
+async def test_two_users_may_make_up_the_same_client_id(open_socket):
+    alice = await joined(open_socket, "alice")
+    bob = await joined(open_socket, "bob")
+
+    await say_with_id(alice, "from alice", "same")
+    assert (await next_frame(alice, "ack"))["id"] == 1
+    await say_with_id(bob, "from bob", "same")
+
+    assert (await next_frame(bob, "ack"))["id"] == 2
+    assert await stored_texts() == ["from alice", "from bob"]
+
+
+@pytest.mark.parametrize("client_id", [5, "", "x" * 65, "has space", ["c1"]])
+async def test_a_client_id_that_is_not_an_id_gets_an_error(open_socket, client_id):
+    alice = await joined(open_socket, "alice")
+
+    await say_with_id(alice, "hello", client_id)
+
+    assert (await next_frame(alice, "error"))["code"] == "invalid_client_id"
+    assert await stored_texts() == []
 
 
 # --- the handshake -----------------------------------------------------------------------

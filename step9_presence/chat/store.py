@@ -9,7 +9,7 @@ does at the end of a request.
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -28,19 +28,43 @@ def message_frame(message: Message) -> dict:
     }
 
 
-def save_message(room_name: str, user, text: str) -> dict:
-    """Store a message with the room's next number; returns its frame."""
-    with transaction.atomic():
-        room, _ = Room.objects.get_or_create(name=room_name)
-        # One UPDATE takes the room's next number. The database lets one
-        # transaction at a time change the row, so two messages never get the same
-        # number, and the lower number is committed first.
-        Room.objects.filter(pk=room.pk).update(last_number=F("last_number") + 1)
-        room.refresh_from_db(fields=["last_number"])
-        message = Message.objects.create(
-            room=room, number=room.last_number, author=user, text=text
-        )
-    return message_frame(message)
+def save_message(
+    room_name: str, user, text: str, client_id: str | None = None
+) -> tuple[dict, bool]:
+    """Store a message with the room's next number. Returns its frame, and whether
+    it is new: a message whose client id this user has sent before is not stored
+    again, and its frame is the one stored the first time."""
+    if client_id is not None and (earlier := sent_before(user, client_id)):
+        return earlier, False
+    try:
+        with transaction.atomic():
+            room, _ = Room.objects.get_or_create(name=room_name)
+            # One UPDATE takes the room's next number. The database lets one
+            # transaction at a time change the row, so two messages never get the
+            # same number, and the lower number is committed first.
+            Room.objects.filter(pk=room.pk).update(last_number=F("last_number") + 1)
+            room.refresh_from_db(fields=["last_number"])
+            message = Message.objects.create(
+                room=room,
+                number=room.last_number,
+                author=user,
+                text=text,
+                client_id=client_id,
+            )
+    except IntegrityError:
+        # Sent again on another socket at the same moment, and stored there first:
+        # this transaction, and the number it took, are rolled back.
+        earlier = sent_before(user, client_id) if client_id is not None else None
+        if earlier is None:
+            raise
+        return earlier, False
+    return message_frame(message), True
+
+
+def sent_before(user, client_id: str) -> dict | None:
+    message = Message.objects.filter(author=user, client_id=client_id)
+    message = message.select_related("room", "author").first()
+    return message_frame(message) if message else None
 
 
 def messages_after(room_name: str, after: int) -> list[dict]:
@@ -48,6 +72,21 @@ def messages_after(room_name: str, after: int) -> list[dict]:
     query = Message.objects.filter(room__name=room_name, number__gt=after)
     query = query.select_related("room", "author").order_by("number")
     return [message_frame(message) for message in query]
+
+
+def history(room_name: str, after: int | None, count: int) -> tuple[int, list[dict]]:
+    """What a socket gets on joining, and the number of the message it follows.
+
+    With `after` (the newest message a reconnecting page has): the messages after
+    it. Without, or when the room has no message that new (its database was
+    restored from an older copy): the room's `count` newest messages.
+    """
+    newest = Room.objects.filter(name=room_name).values_list("last_number", flat=True)
+    newest = newest.first() or 0
+    if after is not None and after <= newest:
+        return after, messages_after(room_name, after)
+    frames = latest_messages(room_name, count)
+    return (frames[0]["id"] - 1 if frames else newest), frames
 
 
 def latest_messages(room_name: str, count: int) -> list[dict]:
