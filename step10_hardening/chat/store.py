@@ -84,14 +84,17 @@ def messages_after(
 def history(room_name: str, after: int | None, count: int) -> tuple[int, list[dict]]:
     """What a socket gets on joining, and the number of the message it follows.
 
-    With `after` (the newest message a reconnecting page has): the messages after
-    it. Without, or when the room has no message that new (its database was
-    restored from an older copy): the room's `count` newest messages.
+    With `after` (the newest message a reconnecting page has): the first page of
+    the messages after it (see messages_after). Without, or when the room has no
+    message that new (its database was restored from an older copy): the room's
+    `count` newest messages.
     """
     newest = Room.objects.filter(name=room_name).values_list("last_number", flat=True)
     newest = newest.first() or 0
     if after is not None and after <= newest:
-        return after, messages_after(room_name, after)
+        return messages_after(
+            room_name, after, settings.CHAT_HISTORY_PAGE, settings.CHAT_CATCH_UP_LIMIT
+        )
     frames = latest_messages(room_name, count)
     return (frames[0]["id"] - 1 if frames else newest), frames
 
@@ -117,6 +120,12 @@ def enter(room_name: str, user, channel_name: str) -> None:
 
 def leave(channel_name: str) -> None:
     Presence.objects.filter(channel_name=channel_name).delete()
+
+
+def sockets_of(user) -> int:
+    """How many live sockets the user has open, in every room and process."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+    return Presence.objects.filter(user=user, seen__gte=cutoff).count()
 
 
 def present_users(room_name: str) -> list[str]:

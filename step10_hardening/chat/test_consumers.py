@@ -19,12 +19,12 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.management import CommandError, call_command
-from django.test import Client
 from uvicorn.protocols.utils import ClientDisconnected
 
 from chat.consumers import CLOSE_LOGIN_REQUIRED
 from chat.limits import redis_client
 from chat.models import Message, Presence
+from chat.protocol import CLOSE_POLICY_VIOLATION
 from chat.store import save_message
 from mysite.asgi import application
 from testsupport.layers import group_members
@@ -52,14 +52,6 @@ def session_cookie_for(username):
     return (b"cookie", f"sessionid={session.session_key}".encode())
 
 
-@sync_to_async
-def log_out(cookie):
-    """Log out with Django's view, in the browser that holds this cookie."""
-    client = Client()
-    client.cookies["sessionid"] = cookie[1].decode().split("=", 1)[1]
-    assert client.post("/accounts/logout/").status_code == 302
-
-
 @pytest.fixture(autouse=True)
 def quick_presence(settings):
     # Presence broadcasts are coalesced over 0.2 s; most tests need not wait so long.
@@ -72,11 +64,11 @@ async def open_socket(channel_layer):
     opened = []
 
     async def open_socket(
-        username="alice", room="lobby", query="", headers=(BROWSER_ORIGIN,), cookie=None
+        username="alice", room="lobby", query="", headers=(BROWSER_ORIGIN,)
     ):
         headers = list(headers)
         if username:
-            headers.append(cookie or await session_cookie_for(username))
+            headers.append(await session_cookie_for(username))
         path = f"/ws/chat/{room}/" + (f"?{query}" if query else "")
         communicator = WebsocketCommunicator(application, path, headers)
         connected, _ = await communicator.connect(timeout=PATIENCE)
@@ -89,16 +81,10 @@ async def open_socket(channel_layer):
             await communicator.disconnect()
 
 
-<<<<<<< step10_hardening
-async def joined(open_socket, username="alice", room="lobby", query="", cookie=None):
-    """A logged-in socket, past its first frame: the history, kept in .history."""
-    communicator, connected = await open_socket(username, room, query, cookie=cookie)
-=======
 async def joined(open_socket, username="alice", room="lobby", query=""):
     """A logged-in socket, past its first frame: the history, kept in .history (and
     the number it follows in .history_after)."""
     communicator, connected = await open_socket(username, room, query)
->>>>>>> step9_presence
     assert connected, f"{username}'s socket to {room!r} was refused"
     history = await communicator.receive_json_from(timeout=PATIENCE)
     assert history["type"] == "history"
@@ -573,6 +559,55 @@ async def test_text_over_4_kib_is_refused_and_given_back(open_socket):
     assert await stored_texts() == []
 
 
+async def test_a_refused_message_comes_back_with_its_client_id(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await say_with_id(alice, "é" * 2049, "c1")
+
+    error = await next_frame(alice, "error")
+    assert (error["code"], error["client_id"]) == ("text_too_long", "c1")
+    assert await stored_texts() == []
+
+
+async def test_too_many_invalid_frames_close_the_socket(open_socket, settings):
+    settings.CHAT_MAX_INVALID_FRAMES = 3
+    mallory = await joined(open_socket, "mallory")
+    bob = await joined(open_socket, "bob")
+
+    for _ in range(3):
+        await mallory.send_to(text_data="not json")
+        assert (await next_frame(mallory, "error"))["code"] == "invalid_json"
+    await mallory.send_to(text_data="not json")
+
+    while (output := await mallory.receive_output(timeout=PATIENCE))["type"] != (
+        "websocket.close"
+    ):
+        assert output["type"] == "websocket.send"  # presence, not another error
+        assert '"error"' not in output["text"]
+    assert output["code"] == CLOSE_POLICY_VIOLATION
+    await say(bob, "the others chat on")
+    assert (await next_frame(bob))["text"] == "the others chat on"
+
+
+async def test_a_user_with_too_many_sockets_gets_no_more(open_socket, settings):
+    settings.CHAT_MAX_SOCKETS_PER_USER = 2
+    first = await joined(open_socket, "alice")
+    second = await joined(open_socket, "alice", room="kitchen")
+    for socket in (first, second):  # counted once the room hears of it
+        await next_frame(socket, "presence")
+
+    third, connected = await open_socket("alice", room="garden")
+
+    assert connected  # accepted, so that the page can read the close code
+    assert await third.receive_output(timeout=PATIENCE) == {
+        "type": "websocket.close",
+        "code": CLOSE_POLICY_VIOLATION,
+    }
+    await joined(open_socket, "bob", room="garden")  # others are not counted
+    await first.disconnect()
+    await joined(open_socket, "alice", room="garden")  # a place came free
+
+
 async def test_message_size_limit_is_configurable(open_socket, settings):
     settings.CHAT_MAX_MESSAGE_BYTES = 10
     alice = await joined(open_socket, "alice")
@@ -644,24 +679,6 @@ async def test_with_redis_the_rate_limit_is_kept_in_redis(
     assert await redis_client().zcard(f"chat:rate:{user.pk}") == 2
 
 
-async def test_logging_out_closes_that_sessions_sockets_at_once(open_socket):
-    cookie = await session_cookie_for("alice")
-    first_tab = await joined(open_socket, "alice", cookie=cookie)
-    second_tab = await joined(open_socket, "alice", room="kitchen", cookie=cookie)
-    on_her_phone = await joined(open_socket, "alice")  # another session
-
-    await log_out(cookie)
-
-    for tab in (first_tab, second_tab):
-        while (output := await tab.receive_output(timeout=PATIENCE))["type"] != (
-            "websocket.close"
-        ):
-            pass
-        assert output["code"] == CLOSE_LOGIN_REQUIRED
-    await say(on_her_phone, "still logged in here")
-    assert (await next_frame(on_her_phone))["text"] == "still logged in here"
-
-
 async def test_a_reconnect_far_behind_gets_the_newest_messages_a_page_at_a_time(
     open_socket, settings
 ):
@@ -672,13 +689,11 @@ async def test_a_reconnect_far_behind_gets_the_newest_messages_a_page_at_a_time(
     alice, connected = await open_socket("alice", query="after=0")
 
     assert connected
-    pages = [await next_frame(alice, "history") for _ in range(3)]
-    assert [page.get("skipped") for page in pages] == [35, None, None]
-    assert [[m["id"] for m in page["messages"]] for page in pages] == [
-        list(range(36, 46)),
-        list(range(46, 56)),
-        list(range(56, 61)),
-    ]
+    history = await next_frame(alice, "history")
+    assert (history["after"], history["skipped"]) == (35, 35)
+    assert [message["id"] for message in history["messages"]] == list(range(36, 46))
+    # The rest, a page at a time from the database, as messages.
+    assert [(await next_frame(alice))["id"] for _ in range(15)] == list(range(46, 61))
 
 
 @pytest.mark.parametrize("after", ["abc", "-1", "²", "1" * 30])

@@ -50,6 +50,27 @@ def test_sign_up_creates_the_user_and_logs_in(db, client):
     assert "newcomer" in client.get("/chat/").content.decode()
 
 
+def test_sign_up_is_limited_per_address(db, client, settings):
+    settings.CHAT_MAX_SIGNUPS_PER_HOUR = 2
+    for number in range(3):
+        response = client.post(
+            "/accounts/signup/",
+            {"username": f"new{number}", "password1": PASSWORD, "password2": PASSWORD},
+            REMOTE_ADDR="192.0.2.7",
+        )
+        client.logout()
+
+    assert response.status_code == 429
+    assert "Too many accounts" in response.content.decode()
+    assert not User.objects.filter(username="new2").exists()
+    other = client.post(
+        "/accounts/signup/",
+        {"username": "elsewhere", "password1": PASSWORD, "password2": PASSWORD},
+        REMOTE_ADDR="192.0.2.8",
+    )
+    assert other.status_code == 302
+
+
 def test_sign_up_with_mismatched_passwords_says_so(db, client):
     response = client.post(
         "/accounts/signup/",

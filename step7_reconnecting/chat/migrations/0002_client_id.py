@@ -5,20 +5,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0001_initial'),
+        ("chat", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='message',
-            name='client_id',
+            model_name="message",
+            name="client_id",
             field=models.CharField(blank=True, max_length=64, null=True),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(fields=('author', 'client_id'), name='one_message_per_client_id'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                fields=("author", "client_id"), name="one_message_per_client_id"
+            ),
         ),
     ]
