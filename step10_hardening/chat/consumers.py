@@ -31,10 +31,11 @@ def room_lock(room_name):
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One logged-in user's socket in one room.
 
-    It coordinates: chat/protocol.py says what a frame means (the README's
-    protocol), chat/limits.py what a user may do, chat/store.py what the database
-    keeps. Every message is stored before it is broadcast, and numbered within its
-    room, so that a socket that missed some gets them from the database.
+    Speaks the JSON protocol of the README: the browser sends {"type": "message",
+    "text": ..., "client_id": ...}; the server sends "history", "message", "ack",
+    "presence", "notification" and "error" frames. Every message is stored before
+    it is broadcast, and numbered within its room, so that a socket that missed
+    some gets them from the database.
     """
 
     joined = False  # in the room's group and the heartbeat, with a presence row

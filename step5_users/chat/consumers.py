@@ -1,21 +1,17 @@
-import json
-
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
+from . import protocol
+from .protocol import CLOSE_LOGIN_REQUIRED, Refused
 from .room_names import is_valid_room_name
-
-# Close code for a socket opened without a logged-in user: the page sends the
-# visitor to the login page when it sees it. (Codes 4000-4999 are for applications.)
-CLOSE_LOGIN_REQUIRED = 4401
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One logged-in user's socket in one room.
 
-    Speaks the JSON protocol of the README: the browser sends {"type": "message",
-    "text": ...}; the server sends "message" frames, which say who wrote them, and
-    "error" frames.
+    Speaks the JSON protocol of the README (chat/protocol.py): the browser sends
+    {"type": "message", "text": ...}; the server sends "message" frames, which say
+    who wrote them, and "error" frames.
     """
 
     joined = False  # in the room's group
@@ -53,44 +49,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         frame; the socket stays open and nothing is broadcast."""
         if not self.joined:
             return
-        if text_data is None:
-            return await self.send_error(
-                "binary_frame", "Frames must be JSON text, not binary."
-            )
         try:
-            content = json.loads(text_data)
-        except ValueError as error:
-            return await self.send_error(
-                "invalid_json", f"The frame is not valid JSON: {error}."
-            )
-        if not isinstance(content, dict) or "type" not in content:
-            return await self.send_error(
-                "invalid_frame", 'A frame must be a JSON object with a "type".'
-            )
-        if content["type"] != "message":
-            return await self.send_error(
-                "unknown_type",
-                f"Unknown frame type {content['type']!r}: a client sends only"
-                ' {"type": "message", "text": "..."}.',
-            )
-        await self.receive_message(content)
-
-    async def receive_message(self, content):
-        if "text" not in content:
-            return await self.send_error("missing_text", 'A message needs a "text".')
-        text = content["text"]
-        if not isinstance(text, str):
-            return await self.send_error(
-                "text_not_string", "A message's text must be a string."
-            )
-        if not text.strip():
-            return await self.send_error("empty_text", "A message cannot be empty.")
+            message = protocol.parse(text_data, bytes_data)
+        except Refused as refusal:
+            return await self.send_json(refusal.frame())
         frame = {
             "type": "message",
             "room": self.room_name,
             # Who wrote it comes from the session, never from the frame.
             "author": self.user.get_username(),
-            "text": text,
+            "text": message.text,
             "created": timezone.now().isoformat().replace("+00:00", "Z"),
         }
         await self.channel_layer.group_send(
@@ -101,8 +69,3 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def chat_message(self, event):
         await self.send_json(event["frame"])
-
-    # --- Helpers -------------------------------------------------------------------
-
-    async def send_error(self, code, detail):
-        await self.send_json({"type": "error", "code": code, "detail": detail})

@@ -1,17 +1,14 @@
 import asyncio
-import json
 import weakref
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from . import store
+from . import protocol, store
+from .protocol import CLOSE_LOGIN_REQUIRED, Refused
 from .room_names import is_valid_room_name
 
-# Close code for a socket opened without a logged-in user: the page sends the
-# visitor to the login page when it sees it. (Codes 4000-4999 are for applications.)
-CLOSE_LOGIN_REQUIRED = 4401
 # One lock per room and event loop (an asyncio lock belongs to one event loop).
 ROOM_LOCKS = weakref.WeakKeyDictionary()
 
@@ -72,43 +69,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         frame; the socket stays open and nothing is broadcast."""
         if not self.joined:
             return
-        if text_data is None:
-            return await self.send_error(
-                "binary_frame", "Frames must be JSON text, not binary."
-            )
         try:
-            content = json.loads(text_data)
-        except ValueError as error:
-            return await self.send_error(
-                "invalid_json", f"The frame is not valid JSON: {error}."
-            )
-        if not isinstance(content, dict) or "type" not in content:
-            return await self.send_error(
-                "invalid_frame", 'A frame must be a JSON object with a "type".'
-            )
-        if content["type"] != "message":
-            return await self.send_error(
-                "unknown_type",
-                f"Unknown frame type {content['type']!r}: a client sends only"
-                ' {"type": "message", "text": "..."}.',
-            )
-        await self.receive_message(content)
-
-    async def receive_message(self, content):
-        if "text" not in content:
-            return await self.send_error("missing_text", 'A message needs a "text".')
-        text = content["text"]
-        if not isinstance(text, str):
-            return await self.send_error(
-                "text_not_string", "A message's text must be a string."
-            )
-        if not text.strip():
-            return await self.send_error("empty_text", "A message cannot be empty.")
+            message = protocol.parse(text_data, bytes_data)
+        except Refused as refusal:
+            return await self.send_json(refusal.frame())
         async with room_lock(self.room_name):
             # Stored first: once it is in the database, nobody can lose it for good.
             # The ORM blocks, so it runs in a worker thread, off the event loop.
             frame = await database_sync_to_async(store.save_message)(
-                self.room_name, self.user, text
+                self.room_name, self.user, message.text
             )
             await self.channel_layer.group_send(
                 self.room_group_name,
@@ -135,6 +104,3 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
         if frames:
             self.delivered = frames[-1]["id"]
-
-    async def send_error(self, code, detail):
-        await self.send_json({"type": "error", "code": code, "detail": detail})

@@ -1,23 +1,16 @@
 import asyncio
-import json
-import re
 import weakref
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from . import store
+from . import protocol, store
+from .protocol import CLOSE_LOGIN_REQUIRED, Refused
 from .room_names import is_valid_room_name
 
-# Close code for a socket opened without a logged-in user: the page sends the
-# visitor to the login page when it sees it. (Codes 4000-4999 are for applications.)
-CLOSE_LOGIN_REQUIRED = 4401
 # One lock per room and event loop (an asyncio lock belongs to one event loop).
 ROOM_LOCKS = weakref.WeakKeyDictionary()
-# What the page makes up for each message it sends (see room.html).
-CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def room_lock(room_name):
@@ -64,7 +57,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not self.user.is_authenticated:
             await self.close(code=CLOSE_LOGIN_REQUIRED)
             return
-        await self.send_history(self.requested_after())
+        await self.send_history(protocol.requested_after(self.scope["query_string"]))
 
     async def disconnect(self, close_code):
         if self.joined:
@@ -77,56 +70,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         frame; the socket stays open and nothing is broadcast."""
         if not self.joined:
             return
-        if text_data is None:
-            return await self.send_error(
-                "binary_frame", "Frames must be JSON text, not binary."
-            )
         try:
-            content = json.loads(text_data)
-        except ValueError as error:
-            return await self.send_error(
-                "invalid_json", f"The frame is not valid JSON: {error}."
-            )
-        if not isinstance(content, dict) or "type" not in content:
-            return await self.send_error(
-                "invalid_frame", 'A frame must be a JSON object with a "type".'
-            )
-        if content["type"] != "message":
-            return await self.send_error(
-                "unknown_type",
-                f"Unknown frame type {content['type']!r}: a client sends only"
-                ' {"type": "message", "text": "..."}.',
-            )
-        await self.receive_message(content)
-
-    async def receive_message(self, content):
-        if "text" not in content:
-            return await self.send_error("missing_text", 'A message needs a "text".')
-        text = content["text"]
-        if not isinstance(text, str):
-            return await self.send_error(
-                "text_not_string", "A message's text must be a string."
-            )
-        if not text.strip():
-            return await self.send_error("empty_text", "A message cannot be empty.")
-        client_id = content.get("client_id")
-        if client_id is not None and not (
-            isinstance(client_id, str) and CLIENT_ID.fullmatch(client_id)
-        ):
-            return await self.send_error(
-                "invalid_client_id",
-                "A client_id is 1 to 64 ASCII letters, digits, hyphens or underscores.",
-            )
+            message = protocol.parse(text_data, bytes_data)
+        except Refused as refusal:
+            return await self.send_json(refusal.frame())
         async with room_lock(self.room_name):
             # Stored first: once it is in the database, nobody can lose it for good.
             # The ORM blocks, so it runs in a worker thread, off the event loop.
             frame, new = await database_sync_to_async(store.save_message)(
-                self.room_name, self.user, text, client_id
+                self.room_name, self.user, message.text, message.client_id
             )
-            if client_id is not None:
+            if message.client_id is not None:
                 # Stored: the page stops keeping it to send again.
                 await self.send_json(
-                    {"type": "ack", "client_id": client_id, "id": frame["id"]}
+                    {"type": "ack", "client_id": message.client_id, "id": frame["id"]}
                 )
             if not new:
                 return  # sent again after a reconnection; broadcast the first time
@@ -153,12 +110,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- Helpers -------------------------------------------------------------------
 
-    def requested_after(self):
-        """The number a reconnecting page says it has already (?after=41), or None."""
-        query = parse_qs(self.scope["query_string"].decode("latin-1"))
-        value = query.get("after", [""])[0]
-        return int(value) if value.isdigit() else None
-
     async def send_history(self, after):
         """The room's latest messages, or with ?after=N the messages after N. The
         frame says which number it follows, so that a page can tell."""
@@ -183,6 +134,3 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         for frame in frames:
             await self.send_json(frame)
             self.delivered = frame["id"]
-
-    async def send_error(self, code, detail):
-        await self.send_json({"type": "error", "code": code, "detail": detail})

@@ -1,29 +1,21 @@
 import asyncio
-import json
-import re
 import weakref
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from . import store
+from . import protocol, store
+from .groups import NOTIFICATIONS, room_group
 from .heartbeat import heartbeat
+from .protocol import CLOSE_LOGIN_REQUIRED, Refused
 from .room_names import is_valid_room_name
 
-# Close code for a socket opened without a logged-in user: the page sends the
-# visitor to the login page when it sees it. (Codes 4000-4999 are for applications.)
-CLOSE_LOGIN_REQUIRED = 4401
-# Everyone connected is in this group, for `manage.py notify` without --room.
-NOTIFICATIONS_GROUP = "notifications"
 # Rooms of this process with a presence broadcast already on its way.
 PENDING_PRESENCE = set()
 BACKGROUND_TASKS = set()
 # One lock per room and event loop (an asyncio lock belongs to one event loop).
 ROOM_LOCKS = weakref.WeakKeyDictionary()
-# What the page makes up for each message it sends (see room.html).
-CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def room_lock(room_name):
@@ -61,7 +53,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
-        self.room_group_name = f"chat_{self.room_name}"
+        self.room_group_name = room_group(self.room_name)
         # AuthMiddlewareStack (mysite/asgi.py) found the user from the session
         # cookie, as Django's AuthenticationMiddleware does for a view.
         self.user = self.scope["user"]
@@ -81,7 +73,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not self.user.is_authenticated:
             await self.close(code=CLOSE_LOGIN_REQUIRED)
             return
-        await self.send_history(self.requested_after())
+        await self.send_history(protocol.requested_after(self.scope["query_string"]))
         await database_sync_to_async(store.enter)(
             self.room_name, self.user, self.channel_name
         )
@@ -99,56 +91,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         frame; the socket stays open and nothing is broadcast."""
         if not self.joined:
             return
-        if text_data is None:
-            return await self.send_error(
-                "binary_frame", "Frames must be JSON text, not binary."
-            )
         try:
-            content = json.loads(text_data)
-        except ValueError as error:
-            return await self.send_error(
-                "invalid_json", f"The frame is not valid JSON: {error}."
-            )
-        if not isinstance(content, dict) or "type" not in content:
-            return await self.send_error(
-                "invalid_frame", 'A frame must be a JSON object with a "type".'
-            )
-        if content["type"] != "message":
-            return await self.send_error(
-                "unknown_type",
-                f"Unknown frame type {content['type']!r}: a client sends only"
-                ' {"type": "message", "text": "..."}.',
-            )
-        await self.receive_message(content)
-
-    async def receive_message(self, content):
-        if "text" not in content:
-            return await self.send_error("missing_text", 'A message needs a "text".')
-        text = content["text"]
-        if not isinstance(text, str):
-            return await self.send_error(
-                "text_not_string", "A message's text must be a string."
-            )
-        if not text.strip():
-            return await self.send_error("empty_text", "A message cannot be empty.")
-        client_id = content.get("client_id")
-        if client_id is not None and not (
-            isinstance(client_id, str) and CLIENT_ID.fullmatch(client_id)
-        ):
-            return await self.send_error(
-                "invalid_client_id",
-                "A client_id is 1 to 64 ASCII letters, digits, hyphens or underscores.",
-            )
+            message = protocol.parse(text_data, bytes_data)
+        except Refused as refusal:
+            return await self.send_json(refusal.frame())
         async with room_lock(self.room_name):
             # Stored first: once it is in the database, nobody can lose it for good.
             # The ORM blocks, so it runs in a worker thread, off the event loop.
             frame, new = await database_sync_to_async(store.save_message)(
-                self.room_name, self.user, text, client_id
+                self.room_name, self.user, message.text, message.client_id
             )
-            if client_id is not None:
+            if message.client_id is not None:
                 # Stored: the page stops keeping it to send again.
                 await self.send_json(
-                    {"type": "ack", "client_id": client_id, "id": frame["id"]}
+                    {"type": "ack", "client_id": message.client_id, "id": frame["id"]}
                 )
             if not new:
                 return  # sent again after a reconnection; broadcast the first time
@@ -200,11 +156,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """This socket's room, and everyone (for notifications). The heartbeat calls
         it again: joining a group twice is harmless, and repairs a lost membership."""
         await self.channel_layer.group_add(self.room_group_name, self.channel_name)
-        await self.channel_layer.group_add(NOTIFICATIONS_GROUP, self.channel_name)
+        await self.channel_layer.group_add(NOTIFICATIONS, self.channel_name)
 
     async def leave_groups(self):
         await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
-        await self.channel_layer.group_discard(NOTIFICATIONS_GROUP, self.channel_name)
+        await self.channel_layer.group_discard(NOTIFICATIONS, self.channel_name)
 
     async def leave(self):
         """Leave the room, once, whether the socket closed or the consumer failed."""
@@ -215,12 +171,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.leave_groups()
         await database_sync_to_async(store.leave)(self.channel_name)
         await self.broadcast_presence()
-
-    def requested_after(self):
-        """The number a reconnecting page says it has already (?after=41), or None."""
-        query = parse_qs(self.scope["query_string"].decode("latin-1"))
-        value = query.get("after", [""])[0]
-        return int(value) if value.isdigit() else None
 
     async def send_history(self, after):
         """The room's latest messages, or with ?after=N the messages after N. The
@@ -272,6 +222,3 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_send(
             room, {"type": "chat.presence", "users": users}
         )
-
-    async def send_error(self, code, detail):
-        await self.send_json({"type": "error", "code": code, "detail": detail})
