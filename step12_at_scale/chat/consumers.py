@@ -1,9 +1,6 @@
 import asyncio
 import json
-import re
-import reprlib
 import weakref
-from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
@@ -13,23 +10,17 @@ from channels.generic.websocket import (
 )
 from django.conf import settings
 
-from . import limits, store
+from . import limits, protocol, store
+from .groups import NOTIFICATIONS, room_group, session_group
 from .heartbeat import heartbeat
+from .protocol import CLOSE_LOGIN_REQUIRED, CLOSE_POLICY_VIOLATION, Refused
 from .room_names import is_valid_room_name
-from .signals import session_group
 
-# Close code for a socket opened without a logged-in user: the page sends the
-# visitor to the login page when it sees it. (Codes 4000-4999 are for applications.)
-CLOSE_LOGIN_REQUIRED = 4401
-# Everyone connected is in this group, for `manage.py notify` without --room.
-NOTIFICATIONS_GROUP = "notifications"
 # Rooms of this process with a presence broadcast already on its way.
 PENDING_PRESENCE = set()
 BACKGROUND_TASKS = set()
 # One lock per room and event loop (an asyncio lock belongs to one event loop).
 ROOM_LOCKS = weakref.WeakKeyDictionary()
-# A message number in ?after=: ASCII digits that fit the database's integer.
-MESSAGE_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 def room_lock(room_name):
@@ -43,9 +34,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     """One logged-in user's socket in one room.
 
     Speaks the JSON protocol of the README: the browser sends {"type": "message",
-    "text": ...}; the server sends "history", "message", "presence", "notification"
-    and "error" frames. Every message is stored before it is broadcast, and numbered
-    within its room, so that a socket that missed some gets them from the database.
+    "text": ..., "client_id": ...}; the server sends "history", "message", "ack",
+    "presence", "notification" and "error" frames. Every message is stored before
+    it is broadcast, and numbered within its room, so that a socket that missed
+    some gets them from the database.
     """
 
     joined = False  # in the room's group and the heartbeat, with a presence row
@@ -66,14 +58,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
-        self.room_group_name = f"chat_{self.room_name}"
+        self.room_group_name = room_group(self.room_name)
         # AuthMiddlewareStack (mysite/asgi.py) found the user from the session
         # cookie, as Django's AuthenticationMiddleware does for a view.
         self.user = self.scope["user"]
         if not is_valid_room_name(self.room_name):
             await self.close()
             return
+        self.invalid_frames = limits.InvalidFrames()
         if self.user.is_authenticated:
+            if (
+                await database_sync_to_async(store.sockets_of)(self.user)
+                >= settings.CHAT_MAX_SOCKETS_PER_USER
+            ):
+                await self.accept()
+                await self.close(code=CLOSE_POLICY_VIOLATION)
+                return
             self.session_key = self.scope["session"].session_key
             # In the room's group before the page hears "open": nothing said from
             # then on can miss this socket. And joined before the history is read: a
@@ -87,7 +87,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if not self.user.is_authenticated:
             await self.close(code=CLOSE_LOGIN_REQUIRED)
             return
-        await self.send_history(await self.requested_after())
+        try:
+            after = protocol.requested_after(self.scope["query_string"])
+        except Refused as refusal:
+            await self.send_json(refusal.frame())
+            after = None
+        await self.send_history(after)
         await database_sync_to_async(store.enter)(
             self.room_name, self.user, self.channel_name
         )
@@ -102,81 +107,36 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """A frame from the browser. Anything but a valid message gets an "error"
-        frame; the socket stays open and nothing is broadcast."""
+        frame; the socket stays open and nothing is broadcast. Too many of those,
+        and the socket is closed (1008)."""
         if not self.joined:
             return
-        if text_data is None:
-            return await self.send_error(
-                "binary_frame", "Frames must be JSON text, not binary."
-            )
-        # Measured before parsing: a huge frame costs no more than this. (The ASGI
-        # server closes a socket that sends one bigger still: see the README.)
-        limit = settings.CHAT_MAX_FRAME_BYTES
-        if len(text_data) > limit or utf8_length(text_data) > limit:
-            return await self.send_error(
-                "frame_too_large", f"A frame can be at most {limit} bytes."
-            )
         try:
-            content = json.loads(text_data)
-        except ValueError as error:
-            return await self.send_error(
-                "invalid_json", f"The frame is not valid JSON: {error}."
-            )
-        except RecursionError:
-            return await self.send_error(
-                "invalid_json", "The frame is not valid JSON: nested too deeply."
-            )
-        if not isinstance(content, dict) or "type" not in content:
-            return await self.send_error(
-                "invalid_frame", 'A frame must be a JSON object with a "type".'
-            )
-        if content["type"] != "message":
-            return await self.send_error(
-                "unknown_type",
-                # reprlib: a short picture of whatever was sent, however big.
-                f"Unknown frame type {reprlib.repr(content['type'])}: a client sends"
-                ' only {"type": "message", "text": "..."}.',
-            )
-        await self.receive_message(content)
-
-    async def receive_message(self, content):
-        if "text" not in content:
-            return await self.send_error("missing_text", 'A message needs a "text".')
-        text = content["text"]
-        if not isinstance(text, str):
-            return await self.send_error(
-                "text_not_string", "A message's text must be a string."
-            )
-        if not text.strip():
-            return await self.send_error("empty_text", "A message cannot be empty.")
-        # JSON can spell text that is not Unicode, which no database can store:
-        # half of a UTF-16 surrogate pair ("\ud800"). Found by Hypothesis.
-        if utf8_length(text) is None:
-            return await self.send_error(
-                "invalid_text", "A message's text must be valid Unicode."
-            )
-        # A message refused from here on comes back with its text, for the page to
-        # give back to its writer.
-        limit = settings.CHAT_MAX_MESSAGE_BYTES
-        if utf8_length(text) > limit:
-            return await self.send_error(
-                "text_too_long",
-                f"A message can be at most {limit} bytes (UTF-8).",
-                text,
-            )
+            message = protocol.parse(text_data, bytes_data)
+        except Refused as refusal:
+            if self.invalid_frames.too_many():
+                await self.close(code=CLOSE_POLICY_VIOLATION)
+            else:
+                await self.send_json(refusal.frame())
+            return
         if not await limits.allow_message(self.user):
-            return await self.send_error(
-                "rate_limited",
-                f"At most {settings.CHAT_MAX_MESSAGES_PER_SECOND} messages a second;"
-                " this one was not sent.",
-                text,
+            limit = settings.CHAT_MAX_MESSAGES_PER_SECOND
+            return await self.send_json(
+                Refused("rate_limited", message, limit=limit).frame()
             )
         async with room_lock(self.room_name):
             # Stored first: once it is in the database, nobody can lose it for good.
             # The ORM blocks, so it runs in a worker thread, off the event loop.
-            frame = await database_sync_to_async(store.save_message)(
-                self.room_name, self.user, text
+            frame, new = await database_sync_to_async(store.save_message)(
+                self.room_name, self.user, message.text, message.client_id
             )
+            if message.client_id is not None:
+                # Stored: the page stops keeping it to send again.
+                await self.send_json(
+                    {"type": "ack", "client_id": message.client_id, "id": frame["id"]}
+                )
+            if not new:
+                return  # sent again after a reconnection; broadcast the first time
             await self.channel_layer.group_send(
                 self.room_group_name,
                 {
@@ -229,7 +189,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def chat_logout(self, event):
-        """The user logged out in another tab of this browser: the session is gone."""
+        """The session ended: logged out in another tab of this browser, or found
+        ended by the heartbeat (expired, password changed, ...)."""
         await self.close(code=CLOSE_LOGIN_REQUIRED)
 
     async def chat_notification(self, event):
@@ -245,8 +206,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # --- Helpers -------------------------------------------------------------------
 
     async def join_groups(self):
-        """This socket's room, and everyone (for notifications). The heartbeat calls
-        it again: joining a group twice is harmless, and repairs a lost membership."""
+        """This socket's groups. The heartbeat calls it again: joining a group twice
+        is harmless, and repairs a lost membership."""
         for group in self.groups_to_join():
             await self.channel_layer.group_add(group, self.channel_name)
 
@@ -258,7 +219,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """The room, everyone (notifications), and this login session (logout)."""
         return [
             self.room_group_name,
-            NOTIFICATIONS_GROUP,
+            NOTIFICATIONS,
             session_group(self.session_key),
         ]
 
@@ -272,55 +233,42 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await database_sync_to_async(store.leave)(self.channel_name)
         await self.broadcast_presence()
 
-    async def requested_after(self):
-        """The number a reconnecting page says it has already (?after=41), or None."""
-        query = parse_qs(self.scope["query_string"].decode("latin-1"))
-        if "after" not in query:
-            return None
-        value = query["after"][0]
-        if MESSAGE_NUMBER.fullmatch(value):
-            return int(value)
-        await self.send_error(
-            "invalid_after",
-            "?after= must be the number of a message; here are the latest instead.",
-        )
-        return None
-
     async def send_history(self, after):
-        """The room's latest messages, or with ?after=N the messages after N."""
-        if after is not None:
-            self.delivered = after
-            return await self.catch_up(as_history=True)
-        frames = await database_sync_to_async(store.latest_messages)(
-            self.room_name, settings.CHAT_HISTORY_LENGTH
+        """The room's latest messages, or with ?after=N the messages after N, a
+        page at a time. The frame says which number it follows, so that a page can
+        tell, and how many it left out, if any (see catch_up)."""
+        start, frames = await database_sync_to_async(store.history)(
+            self.room_name, after, settings.CHAT_HISTORY_LENGTH
         )
-        await self.send_json(
-            {"type": "history", "room": self.room_name, "messages": frames}
-        )
-        if frames:
-            self.delivered = frames[-1]["id"]
+        skipped = start - after if after is not None and start > after else 0
+        await self.send_history_frame(start, frames, skipped)
+        self.delivered = frames[-1]["id"] if frames else start
+        if len(frames) == settings.CHAT_HISTORY_PAGE:
+            await self.catch_up()  # the rest of it
 
-    async def catch_up(self, as_history=False):
+    async def catch_up(self):
         """Send, from the database, the messages newer than this socket has: a page
         at a time, and at most the room's newest CHAT_CATCH_UP_LIMIT. (A page away
-        for a month starts again from those; its history frame says how many it
-        skipped.)"""
+        for a month starts again from those, in a history frame that says how many
+        it skipped.)"""
         page_size = settings.CHAT_HISTORY_PAGE
         while True:
             start, frames = await database_sync_to_async(store.messages_after)(
                 self.room_name, self.delivered, page_size, settings.CHAT_CATCH_UP_LIMIT
             )
-            skipped, self.delivered = max(0, start - self.delivered), start
-            if as_history:
-                page = {"type": "history", "room": self.room_name, "messages": frames}
-                await self.send_json({**page, "skipped": skipped} if skipped else page)
+            if start > self.delivered:
+                await self.send_history_frame(start, frames, start - self.delivered)
             else:
                 for frame in frames:
                     await self.send_json(frame)
-            if frames:
-                self.delivered = frames[-1]["id"]
+            self.delivered = frames[-1]["id"] if frames else start
             if len(frames) < page_size:
                 return
+
+    async def send_history_frame(self, after, frames, skipped):
+        history = {"type": "history", "room": self.room_name, "after": after}
+        history["messages"] = frames
+        await self.send_json({**history, "skipped": skipped} if skipped else history)
 
     async def broadcast_presence(self):
         """Tell the room who is online, at most once per PRESENCE_COALESCE_SECONDS.
@@ -348,21 +296,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             room, {"type": "chat.presence", "users": users}
         )
 
-    async def send_error(self, code, detail, text=None):
-        error = {"type": "error", "code": code, "detail": detail}
-        await self.send_json(error if text is None else {**error, "text": text})
-
 
 class NoSuchPath(AsyncWebsocketConsumer):
     """A WebSocket to a path the chat does not serve: refused at the handshake."""
 
     async def connect(self):
         await self.close()
-
-
-def utf8_length(text):
-    """How many bytes the text takes in UTF-8; None if it is not valid Unicode."""
-    try:
-        return len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        return None

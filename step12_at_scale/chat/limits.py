@@ -1,8 +1,10 @@
-"""The rate limit: at most CHAT_MAX_MESSAGES_PER_SECOND messages per user.
+"""The chat's limits: at most CHAT_MAX_MESSAGES_PER_SECOND messages per user, at
+most CHAT_MAX_SIGNUPS_PER_HOUR sign-ups per address, and a budget of invalid frames
+per socket.
 
-Counted per user, not per socket: a second tab, or a socket on another worker,
-shares the same allowance. With Redis the count lives there, where every worker
-sees it; without Redis (one process) it lives in this process.
+Messages are counted per user, not per socket: a second tab, or a socket on another
+worker, shares the same allowance. With Redis the counts live there, where every
+worker sees them; without Redis (one process) they live in this process.
 """
 
 import asyncio
@@ -36,7 +38,7 @@ redis.call('PEXPIRE', KEYS[1], window_ms)
 return 1
 """
 CLIENTS = weakref.WeakKeyDictionary()  # a Redis client per event loop
-RECENT_SENDS = defaultdict(deque)  # without Redis: user -> when they last sent
+RECENT_SENDS = defaultdict(deque)  # without Redis: key -> when each was counted
 
 
 def redis_client():
@@ -55,10 +57,17 @@ def redis_client():
 
 async def allow_message(user) -> bool:
     """True, and counted, if the user may send a message now."""
-    limit = settings.CHAT_MAX_MESSAGES_PER_SECOND
-    window = settings.CHAT_RATE_WINDOW_SECONDS
+    return await allow(
+        f"chat:rate:{user.pk}",
+        settings.CHAT_MAX_MESSAGES_PER_SECOND,
+        settings.CHAT_RATE_WINDOW_SECONDS,
+    )
+
+
+async def allow(key: str, limit: int, window: float) -> bool:
+    """True, and counted, if fewer than `limit` were counted under `key` in the last
+    `window` seconds."""
     if settings.REDIS_URL:
-        key = f"chat:rate:{user.pk}"
         try:
             allowed = await redis_client().eval(
                 SLIDING_WINDOW, 1, key, int(window * 1000), limit, uuid.uuid4().hex
@@ -69,7 +78,7 @@ async def allow_message(user) -> bool:
             logger.warning("Rate limit not checked, Redis unreachable: %s", error)
             return True
         return allowed == 1
-    sends = RECENT_SENDS[user.pk]
+    sends = RECENT_SENDS[key]
     now = time.monotonic()
     while sends and now - sends[0] >= window:
         sends.popleft()
@@ -77,3 +86,19 @@ async def allow_message(user) -> bool:
         return False
     sends.append(now)
     return True
+
+
+class InvalidFrames:
+    """One socket's invalid frames: more than CHAT_MAX_INVALID_FRAMES within
+    CHAT_INVALID_FRAME_WINDOW_SECONDS is abuse, and the socket is closed. Counted in
+    the socket itself, before anything is read from or written to anywhere."""
+
+    def __init__(self):
+        self.count, self.since = 0, time.monotonic()
+
+    def too_many(self) -> bool:
+        now = time.monotonic()
+        if now - self.since > settings.CHAT_INVALID_FRAME_WINDOW_SECONDS:
+            self.count, self.since = 0, now
+        self.count += 1
+        return self.count > settings.CHAT_MAX_INVALID_FRAMES

@@ -10,6 +10,7 @@ database access.
 
 import asyncio
 import json
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -18,13 +19,16 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 from uvicorn.protocols.utils import ClientDisconnected
 
 from chat.consumers import CLOSE_LOGIN_REQUIRED
 from chat.limits import redis_client
 from chat.models import Message, Presence
+from chat.protocol import CLOSE_POLICY_VIOLATION
 from chat.store import save_message
 from mysite.asgi import application
 from testsupport.layers import group_members
@@ -90,12 +94,14 @@ async def open_socket(channel_layer):
 
 
 async def joined(open_socket, username="alice", room="lobby", query="", cookie=None):
-    """A logged-in socket, past its first frame: the history, kept in .history."""
+    """A logged-in socket, past its first frame: the history, kept in .history (and
+    the number it follows in .history_after)."""
     communicator, connected = await open_socket(username, room, query, cookie=cookie)
     assert connected, f"{username}'s socket to {room!r} was refused"
     history = await communicator.receive_json_from(timeout=PATIENCE)
     assert history["type"] == "history"
     communicator.history = history["messages"]
+    communicator.history_after = history["after"]
     return communicator
 
 
@@ -121,7 +127,7 @@ def store_messages(texts, room="lobby", username="alice"):
     """Store messages as the consumer does, but broadcast nothing: as if the channel
     layer had dropped every one of them. Returns their frames."""
     user, _ = User.objects.get_or_create(username=username)
-    return [save_message(room, user, text) for text in texts]
+    return [save_message(room, user, text)[0] for text in texts]
 
 
 # --- users -----------------------------------------------------------------------------
@@ -239,6 +245,7 @@ async def test_reconnecting_client_receives_everything_after_its_last_message(
 
     alice = await joined(open_socket, "alice", query="after=7")
 
+    assert alice.history_after == 7
     assert [frame["id"] for frame in alice.history] == list(range(8, 121))
 
 
@@ -247,7 +254,29 @@ async def test_client_that_has_everything_receives_an_empty_history(open_socket)
 
     alice = await joined(open_socket, "alice", query="after=3")
 
-    assert alice.history == []
+    assert (alice.history_after, alice.history) == (3, [])
+
+
+async def test_a_page_newer_than_the_room_gets_the_latest_and_where_they_start(
+    open_socket,
+):
+    # The page has seen message 9, but the database was restored from a copy that
+    # has only 3: it must start again, not wait for a 10th.
+    await store_messages(["one", "two", "three"])
+
+    alice = await joined(open_socket, "alice", query="after=9")
+
+    assert alice.history_after == 0
+    assert [frame["text"] for frame in alice.history] == ["one", "two", "three"]
+
+
+async def test_a_history_says_which_message_it_follows(open_socket):
+    await store_messages([f"old message {number}" for number in range(1, 61)])
+
+    alice = await joined(open_socket, "alice")
+
+    assert alice.history_after == 10
+    assert alice.history[0]["id"] == 11
 
 
 async def broadcast(channel_layer, frame, room="lobby"):
@@ -302,6 +331,71 @@ async def test_broadcasts_that_cross_are_shown_in_number_order_once(
     await say(bob, "third")  # a barrier: a second copy of "first" would come before
 
     assert [(await next_frame(bob))["id"] for _ in range(3)] == [1, 2, 3]
+
+
+# --- client ids and acknowledgements --------------------------------------------------
+
+
+async def say_with_id(communicator, text, client_id):
+    await communicator.send_json_to(
+        {"type": "message", "text": text, "client_id": client_id}
+    )
+
+
+async def test_a_message_with_a_client_id_is_acknowledged_once_stored(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await say_with_id(alice, "hello", "c1")
+
+    assert await next_frame(alice, "ack") == {"type": "ack", "client_id": "c1", "id": 1}
+    assert await stored_texts() == ["hello"]
+    assert (await next_frame(alice))["text"] == "hello"
+
+
+async def test_a_message_sent_again_is_stored_and_shown_once(open_socket):
+    # The page sends a message, its socket drops before the acknowledgement, and it
+    # sends the message again on its next socket.
+    alice = await joined(open_socket, "alice")
+    bob = await joined(open_socket, "bob")
+    await say_with_id(alice, "only once", "c1")
+    assert (await next_frame(alice, "ack"))["id"] == 1
+
+    alice_again = await joined(open_socket, "alice", query="after=0")
+    await say_with_id(alice_again, "only once", "c1")
+
+    assert await next_frame(alice_again, "ack") == {
+        "type": "ack",
+        "client_id": "c1",
+        "id": 1,
+    }
+    await say(alice_again, "barrier")  # a second "only once" would come before it
+    assert [(await next_frame(bob))["text"] for _ in range(2)] == [
+        "only once",
+        "barrier",
+    ]
+    assert await stored_texts() == ["only once", "barrier"]
+
+
+async def test_two_users_may_make_up_the_same_client_id(open_socket):
+    alice = await joined(open_socket, "alice")
+    bob = await joined(open_socket, "bob")
+
+    await say_with_id(alice, "from alice", "same")
+    assert (await next_frame(alice, "ack"))["id"] == 1
+    await say_with_id(bob, "from bob", "same")
+
+    assert (await next_frame(bob, "ack"))["id"] == 2
+    assert await stored_texts() == ["from alice", "from bob"]
+
+
+@pytest.mark.parametrize("client_id", [5, "", "x" * 65, "has space", ["c1"]])
+async def test_a_client_id_that_is_not_an_id_gets_an_error(open_socket, client_id):
+    alice = await joined(open_socket, "alice")
+
+    await say_with_id(alice, "hello", client_id)
+
+    assert (await next_frame(alice, "error"))["code"] == "invalid_client_id"
+    assert await stored_texts() == []
 
 
 # --- the handshake -----------------------------------------------------------------------
@@ -478,6 +572,55 @@ async def test_text_over_4_kib_is_refused_and_given_back(open_socket):
     assert await stored_texts() == []
 
 
+async def test_a_refused_message_comes_back_with_its_client_id(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await say_with_id(alice, "é" * 2049, "c1")
+
+    error = await next_frame(alice, "error")
+    assert (error["code"], error["client_id"]) == ("text_too_long", "c1")
+    assert await stored_texts() == []
+
+
+async def test_too_many_invalid_frames_close_the_socket(open_socket, settings):
+    settings.CHAT_MAX_INVALID_FRAMES = 3
+    mallory = await joined(open_socket, "mallory")
+    bob = await joined(open_socket, "bob")
+
+    for _ in range(3):
+        await mallory.send_to(text_data="not json")
+        assert (await next_frame(mallory, "error"))["code"] == "invalid_json"
+    await mallory.send_to(text_data="not json")
+
+    while (output := await mallory.receive_output(timeout=PATIENCE))["type"] != (
+        "websocket.close"
+    ):
+        assert output["type"] == "websocket.send"  # presence, not another error
+        assert '"error"' not in output["text"]
+    assert output["code"] == CLOSE_POLICY_VIOLATION
+    await say(bob, "the others chat on")
+    assert (await next_frame(bob))["text"] == "the others chat on"
+
+
+async def test_a_user_with_too_many_sockets_gets_no_more(open_socket, settings):
+    settings.CHAT_MAX_SOCKETS_PER_USER = 2
+    first = await joined(open_socket, "alice")
+    second = await joined(open_socket, "alice", room="kitchen")
+    for socket in (first, second):  # counted once the room hears of it
+        await next_frame(socket, "presence")
+
+    third, connected = await open_socket("alice", room="garden")
+
+    assert connected  # accepted, so that the page can read the close code
+    assert await third.receive_output(timeout=PATIENCE) == {
+        "type": "websocket.close",
+        "code": CLOSE_POLICY_VIOLATION,
+    }
+    await joined(open_socket, "bob", room="garden")  # others are not counted
+    await first.disconnect()
+    await joined(open_socket, "alice", room="garden")  # a place came free
+
+
 async def test_message_size_limit_is_configurable(open_socket, settings):
     settings.CHAT_MAX_MESSAGE_BYTES = 10
     alice = await joined(open_socket, "alice")
@@ -549,6 +692,18 @@ async def test_with_redis_the_rate_limit_is_kept_in_redis(
     assert await redis_client().zcard(f"chat:rate:{user.pk}") == 2
 
 
+# --- sessions ----------------------------------------------------------------------------
+
+
+async def closed_with(communicator):
+    """The close code, once the socket is closed (frames before it are skipped)."""
+    while (output := await communicator.receive_output(timeout=PATIENCE))["type"] != (
+        "websocket.close"
+    ):
+        pass
+    return output["code"]
+
+
 async def test_logging_out_closes_that_sessions_sockets_at_once(open_socket):
     cookie = await session_cookie_for("alice")
     first_tab = await joined(open_socket, "alice", cookie=cookie)
@@ -558,13 +713,49 @@ async def test_logging_out_closes_that_sessions_sockets_at_once(open_socket):
     await log_out(cookie)
 
     for tab in (first_tab, second_tab):
-        while (output := await tab.receive_output(timeout=PATIENCE))["type"] != (
-            "websocket.close"
-        ):
-            pass
-        assert output["code"] == CLOSE_LOGIN_REQUIRED
+        assert await closed_with(tab) == CLOSE_LOGIN_REQUIRED
     await say(on_her_phone, "still logged in here")
     assert (await next_frame(on_her_phone))["text"] == "still logged in here"
+
+
+@database_sync_to_async
+def end_the_login(cookie, how):
+    session = Session.objects.get(session_key=cookie[1].decode().split("=", 1)[1])
+    alice = User.objects.get(username="alice")
+    if how == "expired":
+        session.expire_date = timezone.now() - timedelta(seconds=1)
+        session.save()
+    elif how == "password changed":
+        alice.set_password("a-new-password-2")
+        alice.save()
+    elif how == "user deactivated":
+        alice.is_active = False
+        alice.save()
+    elif how == "someone else logged in":
+        data = session.get_decoded()
+        bob, _ = User.objects.get_or_create(username="bob")
+        data[SESSION_KEY] = str(bob.pk)
+        data[HASH_SESSION_KEY] = bob.get_session_auth_hash()
+        Session.objects.save(session.session_key, data, session.expire_date)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["expired", "password changed", "user deactivated", "someone else logged in"],
+)
+async def test_the_heartbeat_closes_a_socket_whose_login_ended(
+    open_socket, settings, how
+):
+    settings.CHAT_HEARTBEAT_SECONDS = 0.05
+    cookie = await session_cookie_for("alice")
+    alice = await joined(open_socket, "alice", cookie=cookie)
+    carol = await joined(open_socket, "carol")
+
+    await end_the_login(cookie, how)
+
+    assert await closed_with(alice) == CLOSE_LOGIN_REQUIRED
+    await say(carol, "still here")  # hers is still a login
+    assert (await next_frame(carol))["text"] == "still here"
 
 
 async def test_a_reconnect_far_behind_gets_the_newest_messages_a_page_at_a_time(
@@ -577,13 +768,11 @@ async def test_a_reconnect_far_behind_gets_the_newest_messages_a_page_at_a_time(
     alice, connected = await open_socket("alice", query="after=0")
 
     assert connected
-    pages = [await next_frame(alice, "history") for _ in range(3)]
-    assert [page.get("skipped") for page in pages] == [35, None, None]
-    assert [[m["id"] for m in page["messages"]] for page in pages] == [
-        list(range(36, 46)),
-        list(range(46, 56)),
-        list(range(56, 61)),
-    ]
+    history = await next_frame(alice, "history")
+    assert (history["after"], history["skipped"]) == (35, 35)
+    assert [message["id"] for message in history["messages"]] == list(range(36, 46))
+    # The rest, a page at a time from the database, as messages.
+    assert [(await next_frame(alice))["id"] for _ in range(15)] == list(range(46, 61))
 
 
 @pytest.mark.parametrize("after", ["abc", "-1", "²", "1" * 30])

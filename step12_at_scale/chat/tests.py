@@ -272,7 +272,7 @@ class TwoUsersChatTests(ChannelsLiveServerTestCase):
 
     def _wait_until_connected(self, driver):
         # The page shows its socket's state; typing before it is "connected" would
-        # only get "Not connected: your message was not sent."
+        # only wait, pending, until it is.
         self._wait_until(
             driver,
             lambda d: (

@@ -9,9 +9,11 @@ from urllib.parse import quote
 import pytest
 from channels.routing import ProtocolTypeRouter
 from django.contrib.auth.models import User
+from django.contrib.sessions.models import Session
 
 from mysite.asgi import application
-from testsupport.servers import runserver
+from testsupport.layers import channel_layers_from_settings
+from testsupport.servers import free_port, runserver
 
 ROOM_PROMPT = "What chat room would you like to enter?"
 ROOM_NAME_RULE_START = "A room name can use only ASCII letters"
@@ -50,6 +52,27 @@ def test_sign_up_creates_the_user_and_logs_in(db, client):
     assert "newcomer" in client.get("/chat/").content.decode()
 
 
+def test_sign_up_is_limited_per_address(db, client, settings):
+    settings.CHAT_MAX_SIGNUPS_PER_HOUR = 2
+    for number in range(3):
+        response = client.post(
+            "/accounts/signup/",
+            {"username": f"new{number}", "password1": PASSWORD, "password2": PASSWORD},
+            REMOTE_ADDR="192.0.2.7",
+        )
+        client.logout()
+
+    assert response.status_code == 429
+    assert "Too many accounts" in response.content.decode()
+    assert not User.objects.filter(username="new2").exists()
+    other = client.post(
+        "/accounts/signup/",
+        {"username": "elsewhere", "password1": PASSWORD, "password2": PASSWORD},
+        REMOTE_ADDR="192.0.2.8",
+    )
+    assert other.status_code == 302
+
+
 def test_sign_up_with_mismatched_passwords_says_so(db, client):
     response = client.post(
         "/accounts/signup/",
@@ -73,6 +96,18 @@ def test_log_in_and_log_out(db, client):
     response = client.post("/accounts/logout/")
     assert response.status_code == 302
     assert client.get("/chat/").status_code == 302
+
+
+def test_logging_out_works_while_redis_is_down(db, client, settings):
+    nobody_listens = f"redis://127.0.0.1:{free_port()}/0"
+    settings.CHANNEL_LAYERS = channel_layers_from_settings(nobody_listens)
+    client.force_login(User.objects.create_user("alice", password=PASSWORD))
+    session_key = client.session.session_key
+
+    response = client.post("/accounts/logout/")
+
+    assert response.status_code == 302
+    assert not Session.objects.filter(session_key=session_key).exists()
 
 
 def test_wrong_password_is_refused(db, client):

@@ -142,6 +142,25 @@ def test_redis_restart_mid_conversation(
     assert carol.texts() == bob.texts()
 
 
+def test_the_history_outlives_the_server(step_dir, database, servers, clients):
+    server = servers(database)
+    alice_cookie, bob_cookie = login_cookies(step_dir, database, ["alice", "bob"])
+    alice = clients(server.port, alice_cookie)
+    alice.send("one")
+    alice.send("two")
+    assert alice.wait_for(has_texts("one", "two"))
+
+    kill(server)
+    restarted = servers(database, port=server.port)
+    bob = clients(restarted.port, bob_cookie)
+
+    assert bob.wait_for(has_texts("one", "two")), restarted.output[-2000:]
+    assert [(message["id"], message["author"]) for message in bob.messages] == [
+        (1, "alice"),
+        (2, "alice"),
+    ]
+
+
 def test_server_killed_and_restarted_clients_catch_up(
     step_dir, database, redis_url, servers, clients
 ):
@@ -385,20 +404,7 @@ def test_room_page_reconnects_after_a_server_restart_and_catches_up(
     env = {**database, "REDIS_URL": redis_url}
     server = servers(env)
     alice_cookie, bob_cookie = login_cookies(step_dir, env, ["alice", "bob"])
-    base = f"http://127.0.0.1:{server.port}"
-    browser.get(base + "/accounts/login/")
-    browser.add_cookie({"name": "sessionid", "value": alice_cookie.split("=", 1)[1]})
-    browser.get(base + "/chat/lobby/")
-
-    def state_is(state):
-        return lambda d: (
-            d.find_element(By.ID, "connection-state").get_attribute("data-state")
-            == state
-        )
-
-    def log_has(text):
-        return lambda d: text in d.find_element(By.ID, "chat-log").text
-
+    open_room_page(browser, server, alice_cookie)
     WebDriverWait(browser, 10).until(state_is("connected"))
 
     kill(server)
@@ -417,3 +423,117 @@ def test_room_page_reconnects_after_a_server_restart_and_catches_up(
     assert (
         browser.find_element(By.ID, "chat-log").text.count("while you were away") == 1
     )
+
+
+def test_a_message_stored_but_never_acknowledged_is_stored_once(
+    step_dir, database, servers, clients
+):
+    # The server stores alice's message and dies before she reads its ack. She
+    # sends it again after reconnecting, as the page does.
+    server = servers(database)
+    alice_cookie, bob_cookie = login_cookies(step_dir, database, ["alice", "bob"])
+    alice = clients(server.port, alice_cookie)
+    bob = clients(server.port, bob_cookie)
+    alice.send("only once")
+    assert bob.wait_for(has_texts("only once"))  # stored: it is broadcast
+
+    kill(server)
+    restarted = servers(database, port=server.port)
+    alice.reconnect()  # sends "only once" again: it was not acknowledged
+    alice.send("and then this")
+    assert alice.wait_for(lambda client: not client.pending), restarted.output[-2000:]
+    assert alice.wait_for(has_texts("and then this"))
+
+    carol = clients(restarted.port, login_cookies(step_dir, database, ["carol"])[0])
+    assert carol.wait_for(has_texts("and then this"))
+    assert carol.texts() == ["only once", "and then this"]
+    assert alice.texts() == ["only once", "and then this"]
+
+
+def open_room_page(browser, server, cookie, room="lobby"):
+    browser.get(f"http://127.0.0.1:{server.port}/accounts/login/")
+    browser.add_cookie({"name": "sessionid", "value": cookie.split("=", 1)[1]})
+    browser.get(f"http://127.0.0.1:{server.port}/chat/{room}/")
+
+
+def state_is(state):
+    from selenium.webdriver.common.by import By
+
+    return lambda d: (
+        d.find_element(By.ID, "connection-state").get_attribute("data-state") == state
+    )
+
+
+def log_has(text):
+    from selenium.webdriver.common.by import By
+
+    return lambda d: text in d.find_element(By.ID, "chat-log").text
+
+
+def test_the_page_keeps_a_message_pending_until_the_server_has_stored_it(
+    step_dir, database, servers, clients, browser
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    server = servers(database)
+    alice_cookie, bob_cookie = login_cookies(step_dir, database, ["alice", "bob"])
+    open_room_page(browser, server, alice_cookie)
+    WebDriverWait(browser, 10).until(state_is("connected"))
+
+    # Frozen, the server reads nothing: the message cannot be stored.
+    server.process.send_signal(signal.SIGSTOP)
+    browser.find_element(By.ID, "chat-message-input").send_keys("do not lose me")
+    browser.find_element(By.ID, "chat-message-submit").click()
+    pending = browser.find_element(By.ID, "chat-pending")
+    assert pending.text.startswith("you: do not lose me")
+    assert (
+        browser.find_element(By.ID, "chat-message-input").get_attribute("value") == ""
+    )
+
+    kill(server)
+    restarted = servers(database, port=server.port)
+    WebDriverWait(browser, 20).until(log_has("do not lose me"))
+    WebDriverWait(browser, 10).until(lambda d: pending.text == "")
+
+    bob = clients(restarted.port, bob_cookie)
+    assert bob.wait_for(has_texts("do not lose me"))
+    assert bob.texts() == ["do not lose me"]
+
+
+def test_a_page_newer_than_the_restored_database_starts_again(
+    step_dir, database, servers, clients, browser
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    server = servers(database)
+    alice_cookie, bob_cookie = login_cookies(step_dir, database, ["alice", "bob"])
+    bob = clients(server.port, bob_cookie)
+    for text in ("kept", "lost in the restore", "also lost"):
+        bob.send(text)
+    assert bob.wait_for(lambda client: not client.pending)
+    open_room_page(browser, server, alice_cookie)
+    WebDriverWait(browser, 10).until(log_has("also lost"))
+
+    kill(server)
+    # As if the database came back from a backup taken after the first message.
+    forget = (
+        "from chat.models import Message, Room;"
+        " Message.objects.filter(number__gt=1).delete();"
+        " Room.objects.update(last_number=1)"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", forget],
+        cwd=step_dir,
+        env={**os.environ, **database},
+        check=True,
+    )
+    restarted = servers(database, port=server.port)
+    bob.reconnect()
+    bob.send("new since the restore")
+
+    WebDriverWait(browser, 20).until(log_has("new since the restore"))
+    log = browser.find_element(By.ID, "chat-log").text
+    assert "lost in the restore" not in log
+    assert log.count("kept") == 1, restarted.output[-2000:]

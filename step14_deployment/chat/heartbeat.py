@@ -1,6 +1,6 @@
 """One heartbeat per server process, for all of its sockets.
 
-Every open socket needs three things now and then, even when nobody speaks:
+Every open socket needs four things now and then, even when nobody speaks:
 
 - to join its groups again: group memberships live in the channel layer, so a Redis
   restart forgets them (and a membership older than the layer's group_expiry lapses);
@@ -8,6 +8,8 @@ Every open socket needs three things now and then, even when nobody speaks:
   from one whose server process died without cleaning up;
 - to notice a message the channel layer dropped after the last one that arrived
   (nothing later reveals that gap), and fetch it.
+- to end when its login has ended (expired, password changed, user deactivated,
+  logged out while Redis could not tell it), as the page's next request would.
 
 Done by each socket for itself, that would be two database calls per socket per beat:
 with 1000 sockets, hundreds a second, queued in the one database thread in front of
@@ -66,6 +68,7 @@ class Heartbeat:
             try:
                 await self.join_groups_again()
                 await self.refresh_presence_and_catch_up()
+                await self.close_ended_sessions()
             except Exception:
                 # Redis or the database is unreachable just now. Every socket of
                 # this process depends on this task, so it never stops: the next
@@ -108,3 +111,21 @@ class Heartbeat:
                     )
                 except ChannelFull:
                     pass  # events are queued for it; the next beat looks again
+
+    async def close_ended_sessions(self):
+        """Sockets whose login has ended (expired, logged out while Redis was down,
+        password changed, ...) are closed with 4401, as the page's next request
+        would be sent to the login page."""
+        consumers = list(self.consumers)
+        ended = await database_sync_to_async(store.ended_sessions)(
+            {(consumer.session_key, consumer.user.pk) for consumer in consumers}
+        )
+        for consumer in consumers:
+            if (consumer.session_key, consumer.user.pk) in ended:
+                try:
+                    # Handled in turn, like the catch-up.
+                    await consumer.channel_layer.send(
+                        consumer.channel_name, {"type": "chat.logout"}
+                    )
+                except ChannelFull:
+                    pass

@@ -26,12 +26,19 @@ class Message(models.Model):
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     text = models.TextField()
     created = models.DateTimeField(auto_now_add=True)
+    # Made by the page for each message it sends, and sent again with it after a
+    # reconnection, so that a message is stored once however often it is sent.
+    # None from a client that sends no id (NULLs never clash in a unique index).
+    client_id = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["room", "number"], name="one_number_per_room"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["author", "client_id"], name="one_message_per_client_id"
+            ),
         ]
         ordering = ["room", "number"]
 

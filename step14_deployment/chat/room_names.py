@@ -10,6 +10,8 @@ the consumer both ask is_valid_room_name() first, and the rule is Channels' own.
 
 from channels.layers import BaseChannelLayer
 
+from .groups import room_group
+
 ROOM_NAME_RULE = (
     "A room name can use only ASCII letters, digits, hyphens (-), underscores (_)"
     " and periods (.), and at most 94 characters."
@@ -24,7 +26,7 @@ CHANNELS_NAMING_RULE = BaseChannelLayer()
 def is_valid_room_name(room_name):
     """True when a channel layer accepts the room's group name, "chat_<room name>"."""
     try:
-        CHANNELS_NAMING_RULE.require_valid_group_name(f"chat_{room_name}")
+        CHANNELS_NAMING_RULE.require_valid_group_name(room_group(room_name))
     except TypeError:
         return False
     return True

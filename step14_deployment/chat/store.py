@@ -9,11 +9,16 @@ does at the end of a request.
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.models import Session
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from .models import Message, Presence, Room
+
+User = get_user_model()
 
 
 def message_frame(message: Message) -> dict:
@@ -28,19 +33,43 @@ def message_frame(message: Message) -> dict:
     }
 
 
-def save_message(room_name: str, user, text: str) -> dict:
-    """Store a message with the room's next number; returns its frame."""
-    with transaction.atomic():
-        room, _ = Room.objects.get_or_create(name=room_name)
-        # One UPDATE takes the room's next number. The database lets one
-        # transaction at a time change the row, so two messages never get the same
-        # number, and the lower number is committed first.
-        Room.objects.filter(pk=room.pk).update(last_number=F("last_number") + 1)
-        room.refresh_from_db(fields=["last_number"])
-        message = Message.objects.create(
-            room=room, number=room.last_number, author=user, text=text
-        )
-    return message_frame(message)
+def save_message(
+    room_name: str, user, text: str, client_id: str | None = None
+) -> tuple[dict, bool]:
+    """Store a message with the room's next number. Returns its frame, and whether
+    it is new: a message whose client id this user has sent before is not stored
+    again, and its frame is the one stored the first time."""
+    if client_id is not None and (earlier := sent_before(user, client_id)):
+        return earlier, False
+    try:
+        with transaction.atomic():
+            room, _ = Room.objects.get_or_create(name=room_name)
+            # One UPDATE takes the room's next number. The database lets one
+            # transaction at a time change the row, so two messages never get the
+            # same number, and the lower number is committed first.
+            Room.objects.filter(pk=room.pk).update(last_number=F("last_number") + 1)
+            room.refresh_from_db(fields=["last_number"])
+            message = Message.objects.create(
+                room=room,
+                number=room.last_number,
+                author=user,
+                text=text,
+                client_id=client_id,
+            )
+    except IntegrityError:
+        # Sent again on another socket at the same moment, and stored there first:
+        # this transaction, and the number it took, are rolled back.
+        earlier = sent_before(user, client_id) if client_id is not None else None
+        if earlier is None:
+            raise
+        return earlier, False
+    return message_frame(message), True
+
+
+def sent_before(user, client_id: str) -> dict | None:
+    message = Message.objects.filter(author=user, client_id=client_id)
+    message = message.select_related("room", "author").first()
+    return message_frame(message) if message else None
 
 
 def messages_after(
@@ -55,6 +84,21 @@ def messages_after(
     query = Message.objects.filter(room__name=room_name, number__gt=start)
     query = query.select_related("room", "author").order_by("number")[:limit]
     return start, [message_frame(message) for message in query]
+
+
+def history(room_name: str, after: int | None, count: int) -> tuple[int, list[dict]]:
+    """What a socket gets on joining, and the number of the message it follows:
+    the first page of the messages after `after` (the newest a reconnecting page
+    has), or without it, or if the room has none that new (a restored database), the
+    `count` newest."""
+    newest = Room.objects.filter(name=room_name).values_list("last_number", flat=True)
+    newest = newest.first() or 0
+    if after is not None and after <= newest:
+        return messages_after(
+            room_name, after, settings.CHAT_HISTORY_PAGE, settings.CHAT_CATCH_UP_LIMIT
+        )
+    frames = latest_messages(room_name, count)
+    return (frames[0]["id"] - 1 if frames else newest), frames
 
 
 def latest_messages(room_name: str, count: int) -> list[dict]:
@@ -80,6 +124,12 @@ def leave(channel_name: str) -> None:
     Presence.objects.filter(channel_name=channel_name).delete()
 
 
+def sockets_of(user) -> int:
+    """How many live sockets the user has open, in every room and process."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+    return Presence.objects.filter(user=user, seen__gte=cutoff).count()
+
+
 def present_users(room_name: str) -> list[str]:
     """Usernames with at least one live socket in the room, sorted."""
     cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
@@ -102,6 +152,26 @@ def beat(channel_names: list[str], room_names: set[str]) -> dict[str, int]:
         rooms = Room.objects.filter(name__in=names)
         newest.update(rooms.values_list("name", "last_number"))
     return newest
+
+
+def ended_sessions(logins: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Of these (session key, user id) pairs, the logins that have ended: the
+    session expired or was deleted (logged out), now holds another user (logged in
+    again as someone else), or no longer matches the user (password changed, user
+    deactivated): as Django's own check of each request would find."""
+    now, valid = timezone.now(), set()
+    for batch in chunks(sorted(logins)):
+        keys = {key for key, _ in batch}
+        sessions = Session.objects.filter(session_key__in=keys, expire_date__gt=now)
+        found = {session.session_key: session.get_decoded() for session in sessions}
+        users = User.objects.filter(pk__in={pk for _, pk in batch}, is_active=True)
+        hashes = {user.pk: user.get_session_auth_hash() for user in users}
+        for key, pk in batch:
+            data = found.get(key, {})
+            if data.get(SESSION_KEY) == str(pk) and pk in hashes:
+                if constant_time_compare(data.get(HASH_SESSION_KEY, ""), hashes[pk]):
+                    valid.add((key, pk))
+    return logins - valid
 
 
 def chunks(items: list, size: int = 500):

@@ -1,12 +1,15 @@
 """A chat client that behaves like the room page, for tests that use a real server.
 
-It keeps the number of the last message it has, and when its socket drops it
-reconnects with ?after=<that number>, so the server sends what it missed.
+It shows each message once, in the order of its number. It keeps what it sends,
+with a client id, until the server acknowledges it, and when its socket drops it
+reconnects with ?after=<the number of its last message>, so the server sends what
+it missed, then sends again what was not acknowledged.
 """
 
 import json
 import socket
 import time
+import uuid
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
@@ -22,6 +25,7 @@ class ChatClient:
         self.last_id: int | None = None
         self.messages: list[dict] = []  # every message, in the order shown
         self.frames: list[dict] = []  # every frame received
+        self.pending: dict[str, str] = {}  # client id -> text, until acknowledged
 
     def connect(self, timeout: float = 5) -> "ChatClient":
         after = "" if self.last_id is None else f"?after={self.last_id}"
@@ -35,22 +39,34 @@ class ChatClient:
         return self
 
     def reconnect(self, within: float = 20) -> None:
-        """Try again (like the page's backoff, but faster) until it works."""
+        """Try again (like the page's backoff, but faster) until it works, then send
+        what was not acknowledged."""
         deadline = time.monotonic() + within
         while True:
             try:
                 self.connect(timeout=2)
-                return
+                break
             except (OSError, InvalidStatus, TimeoutError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
+        for client_id in self.pending:
+            self._send(client_id)
 
-    def send(self, text: str) -> None:
-        self.socket.send(json.dumps({"type": "message", "text": text}))
+    def send(self, text: str) -> str:
+        client_id = uuid.uuid4().hex
+        self.pending[client_id] = text
+        self._send(client_id)
+        return client_id
+
+    def _send(self, client_id: str) -> None:
+        frame = {"type": "message", "text": self.pending[client_id]}
+        self.socket.send(json.dumps({**frame, "client_id": client_id}))
 
     def _take(self, frame: dict) -> None:
         self.frames.append(frame)
+        if frame["type"] == "ack":
+            self.pending.pop(frame["client_id"], None)
         found = frame["messages"] if frame["type"] == "history" else [frame]
         for message in found:
             if message.get("type") == "message" and (

@@ -71,12 +71,9 @@ def messages_after(room_name: str, after: int) -> list[dict]:
 
 
 def history(room_name: str, after: int | None, count: int) -> tuple[int, list[dict]]:
-    """What a socket gets on joining, and the number of the message it follows.
-
-    With `after` (the newest message a reconnecting page has): the messages after
-    it. Without, or when the room has no message that new (its database was
-    restored from an older copy): the room's `count` newest messages.
-    """
+    """What a socket gets on joining, and the number of the message it follows:
+    the messages after `after` (the newest a reconnecting page has), or without it,
+    or if the room has none that new (a restored database), the `count` newest."""
     newest = Room.objects.filter(name=room_name).values_list("last_number", flat=True)
     newest = newest.first() or 0
     if after is not None and after <= newest:

@@ -3,7 +3,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from chat.consumers import NOTIFICATIONS_GROUP
+from chat.groups import NOTIFICATIONS, room_group
 from chat.room_names import is_valid_room_name
 
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
             )
         if room is not None and not is_valid_room_name(room):
             raise CommandError(f"There can be no room called {room!r}.")
-        group = f"chat_{room}" if room else NOTIFICATIONS_GROUP
+        group = room_group(room) if room else NOTIFICATIONS
         event = {
             "type": "chat.notification",
             "text": text,

@@ -1,0 +1,283 @@
+import asyncio
+import weakref
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import (
+    AsyncJsonWebsocketConsumer,
+    AsyncWebsocketConsumer,
+)
+from django.conf import settings
+
+from . import limits, protocol, store
+from .groups import NOTIFICATIONS, room_group, session_group
+from .heartbeat import heartbeat
+from .protocol import CLOSE_LOGIN_REQUIRED, CLOSE_POLICY_VIOLATION, Refused
+from .room_names import is_valid_room_name
+
+# Rooms of this process with a presence broadcast already on its way.
+PENDING_PRESENCE = set()
+BACKGROUND_TASKS = set()
+# One lock per room and event loop (an asyncio lock belongs to one event loop).
+ROOM_LOCKS = weakref.WeakKeyDictionary()
+
+
+def room_lock(room_name):
+    """Held while one of the room's messages is numbered and broadcast, so that this
+    process broadcasts a room's messages one at a time, in number order."""
+    locks = ROOM_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(room_name, asyncio.Lock())
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """One logged-in user's socket in one room.
+
+    Speaks the JSON protocol of the README: the browser sends {"type": "message",
+    "text": ..., "client_id": ...}; the server sends "history", "message", "ack",
+    "presence", "notification" and "error" frames. Every message is stored before
+    it is broadcast, and numbered within its room, so that a socket that missed
+    some gets them from the database.
+    """
+
+    joined = False  # in the room's group and the heartbeat, with a presence row
+    delivered = 0  # the number of the newest message this socket has been sent
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A send to a socket that dropped a moment earlier can end the consumer
+            # before its websocket.disconnect arrives: uvicorn raises
+            # ClientDisconnected from send(), and then disconnect() never runs
+            # (django/channels issue 1466). Leave however the consumer ends, or the
+            # user would stay "online" and in the groups for good.
+            await self.leave()
+
+    # --- WebSocket handlers: the browser talks to us -------------------------------
+
+    async def connect(self):
+        self.room_name = self.scope["url_route"]["kwargs"]["room_name"]
+        self.room_group_name = room_group(self.room_name)
+        # AuthMiddlewareStack (mysite/asgi.py) found the user from the session
+        # cookie, as Django's AuthenticationMiddleware does for a view.
+        self.user = self.scope["user"]
+        if not is_valid_room_name(self.room_name):
+            await self.close()
+            return
+        self.invalid_frames = limits.InvalidFrames()
+        if self.user.is_authenticated:
+            if (
+                await database_sync_to_async(store.sockets_of)(self.user)
+                >= settings.CHAT_MAX_SOCKETS_PER_USER
+            ):
+                await self.accept()
+                await self.close(code=CLOSE_POLICY_VIOLATION)
+                return
+            self.session_key = self.scope["session"].session_key
+            # In the room's group before the page hears "open": nothing said from
+            # then on can miss this socket. And joined before the history is read: a
+            # message stored in between comes twice (in the history, then as an
+            # event, which is skipped), but none can fall between the two.
+            await self.join_groups()
+            self.joined = True
+        # Accepted even without a user, so that the close code reaches the page (a
+        # refused handshake gives the browser no code at all).
+        await self.accept()
+        if not self.user.is_authenticated:
+            await self.close(code=CLOSE_LOGIN_REQUIRED)
+            return
+        try:
+            after = protocol.requested_after(self.scope["query_string"])
+        except Refused as refusal:
+            await self.send_json(refusal.frame())
+            after = None
+        await self.send_history(after)
+        await database_sync_to_async(store.enter)(
+            self.room_name, self.user, self.channel_name
+        )
+        await self.broadcast_presence()
+        # From now on the process's heartbeat joins this socket's groups again now
+        # and then, keeps its presence fresh, and catches up what the layer dropped
+        # (chat/heartbeat.py).
+        heartbeat().add(self)
+
+    async def disconnect(self, close_code):
+        await self.leave()
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """A frame from the browser. Anything but a valid message gets an "error"
+        frame; the socket stays open and nothing is broadcast. Too many of those,
+        and the socket is closed (1008)."""
+        if not self.joined:
+            return
+        try:
+            message = protocol.parse(text_data, bytes_data)
+        except Refused as refusal:
+            if self.invalid_frames.too_many():
+                await self.close(code=CLOSE_POLICY_VIOLATION)
+            else:
+                await self.send_json(refusal.frame())
+            return
+        if not await limits.allow_message(self.user):
+            limit = settings.CHAT_MAX_MESSAGES_PER_SECOND
+            return await self.send_json(
+                Refused("rate_limited", message, limit=limit).frame()
+            )
+        async with room_lock(self.room_name):
+            # Stored first: once it is in the database, nobody can lose it for good.
+            # The ORM blocks, so it runs in a worker thread, off the event loop.
+            frame, new = await database_sync_to_async(store.save_message)(
+                self.room_name, self.user, message.text, message.client_id
+            )
+            if message.client_id is not None:
+                # Stored: the page stops keeping it to send again.
+                await self.send_json(
+                    {"type": "ack", "client_id": message.client_id, "id": frame["id"]}
+                )
+            if not new:
+                return  # sent again after a reconnection; broadcast the first time
+            await self.channel_layer.group_send(
+                self.room_group_name,
+                {"type": "chat.message", "number": frame["id"], "frame": frame},
+            )
+
+    # --- Channel layer handlers: the room's group talks to us ----------------------
+
+    async def chat_message(self, event):
+        number = event["number"]
+        if number <= self.delivered:
+            return  # already sent, in the history or by a catch-up
+        if number > self.delivered + 1:
+            # Messages before this one have not reached this socket: the channel
+            # layer dropped them (this socket's channel was full), or another
+            # process's broadcast is still on its way. Each was stored before it was
+            # broadcast, so the database has them all, in order: fetch them now.
+            await self.catch_up()
+            return
+        await self.send_json(event["frame"])
+        self.delivered = number
+
+    async def chat_catch_up(self, event):
+        """From the heartbeat, which saw the room's newest message. The events queued
+        before this one have been handled by now: if they brought it, nothing to do."""
+        if self.delivered < event["newest"]:
+            await self.catch_up()
+
+    async def chat_presence(self, event):
+        await self.send_json(
+            {"type": "presence", "room": self.room_name, "users": event["users"]}
+        )
+
+    async def chat_logout(self, event):
+        """The session ended: logged out in another tab of this browser, or found
+        ended by the heartbeat (expired, password changed, ...)."""
+        await self.close(code=CLOSE_LOGIN_REQUIRED)
+
+    async def chat_notification(self, event):
+        await self.send_json(
+            {
+                "type": "notification",
+                "room": event["room"],
+                "text": event["text"],
+                "created": event["created"],
+            }
+        )
+
+    # --- Helpers -------------------------------------------------------------------
+
+    async def join_groups(self):
+        """This socket's groups. The heartbeat calls it again: joining a group twice
+        is harmless, and repairs a lost membership."""
+        for group in self.groups_to_join():
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def leave_groups(self):
+        for group in self.groups_to_join():
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    def groups_to_join(self):
+        """The room, everyone (notifications), and this login session (logout)."""
+        return [
+            self.room_group_name,
+            NOTIFICATIONS,
+            session_group(self.session_key),
+        ]
+
+    async def leave(self):
+        """Leave the room, once, whether the socket closed or the consumer failed."""
+        if not self.joined:
+            return
+        self.joined = False
+        heartbeat().discard(self)
+        await self.leave_groups()
+        await database_sync_to_async(store.leave)(self.channel_name)
+        await self.broadcast_presence()
+
+    async def send_history(self, after):
+        """The room's latest messages, or with ?after=N the messages after N, a
+        page at a time. The frame says which number it follows, so that a page can
+        tell, and how many it left out, if any (see catch_up)."""
+        start, frames = await database_sync_to_async(store.history)(
+            self.room_name, after, settings.CHAT_HISTORY_LENGTH
+        )
+        skipped = start - after if after is not None and start > after else 0
+        await self.send_history_frame(start, frames, skipped)
+        self.delivered = frames[-1]["id"] if frames else start
+        if len(frames) == settings.CHAT_HISTORY_PAGE:
+            await self.catch_up()  # the rest of it
+
+    async def catch_up(self):
+        """Send, from the database, the messages newer than this socket has: a page
+        at a time, and at most the room's newest CHAT_CATCH_UP_LIMIT. (A page away
+        for a month starts again from those, in a history frame that says how many
+        it skipped.)"""
+        page_size = settings.CHAT_HISTORY_PAGE
+        while True:
+            start, frames = await database_sync_to_async(store.messages_after)(
+                self.room_name, self.delivered, page_size, settings.CHAT_CATCH_UP_LIMIT
+            )
+            if start > self.delivered:
+                await self.send_history_frame(start, frames, start - self.delivered)
+            else:
+                for frame in frames:
+                    await self.send_json(frame)
+            self.delivered = frames[-1]["id"] if frames else start
+            if len(frames) < page_size:
+                return
+
+    async def send_history_frame(self, after, frames, skipped):
+        history = {"type": "history", "room": self.room_name, "after": after}
+        history["messages"] = frames
+        await self.send_json({**history, "skipped": skipped} if skipped else history)
+
+    async def broadcast_presence(self):
+        """Tell the room who is online, at most once per PRESENCE_COALESCE_SECONDS.
+
+        When 1000 people join at once (a meeting starts, a server restarts), one
+        broadcast per join would send a million frames; instead, joins and leaves
+        within the interval share one broadcast of the list as it then is. It runs
+        in the background, so that joining and leaving do not wait for it.
+        """
+        room = self.room_group_name
+        if room in PENDING_PRESENCE:
+            return
+        PENDING_PRESENCE.add(room)
+        task = asyncio.create_task(self.broadcast_presence_soon(room))
+        BACKGROUND_TASKS.add(task)  # keep a reference until it is done
+        task.add_done_callback(BACKGROUND_TASKS.discard)
+
+    async def broadcast_presence_soon(self, room):
+        try:
+            await asyncio.sleep(settings.PRESENCE_COALESCE_SECONDS)
+        finally:
+            PENDING_PRESENCE.discard(room)
+        users = await database_sync_to_async(store.present_users)(self.room_name)
+        await self.channel_layer.group_send(
+            room, {"type": "chat.presence", "users": users}
+        )
+
+
+class NoSuchPath(AsyncWebsocketConsumer):
+    """A WebSocket to a path the chat does not serve: refused at the handshake."""
+
+    async def connect(self):
+        await self.close()

@@ -1,0 +1,180 @@
+"""Everything the consumer asks of the database, in one place.
+
+Plain synchronous functions using the Django ORM. The consumer calls them through
+database_sync_to_async, which runs them in a worker thread (the ORM may block, and
+must not run on the event loop) and closes stale database connections, as Django
+does at the end of a request.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.models import Session
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+
+from .models import Message, Presence, Room
+
+User = get_user_model()
+
+
+def message_frame(message: Message) -> dict:
+    """A stored message as the protocol sends it (see the README: the protocol)."""
+    return {
+        "type": "message",
+        "room": message.room.name,
+        "id": message.number,
+        "author": message.author.get_username(),
+        "text": message.text,
+        "created": message.created.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def save_message(
+    room_name: str, user, text: str, client_id: str | None = None
+) -> tuple[dict, bool]:
+    """Store a message with the room's next number. Returns its frame, and whether
+    it is new: a message whose client id this user has sent before is not stored
+    again, and its frame is the one stored the first time."""
+    if client_id is not None and (earlier := sent_before(user, client_id)):
+        return earlier, False
+    try:
+        with transaction.atomic():
+            room, _ = Room.objects.get_or_create(name=room_name)
+            # One UPDATE takes the room's next number. The database lets one
+            # transaction at a time change the row, so two messages never get the
+            # same number, and the lower number is committed first.
+            Room.objects.filter(pk=room.pk).update(last_number=F("last_number") + 1)
+            room.refresh_from_db(fields=["last_number"])
+            message = Message.objects.create(
+                room=room,
+                number=room.last_number,
+                author=user,
+                text=text,
+                client_id=client_id,
+            )
+    except IntegrityError:
+        # Sent again on another socket at the same moment, and stored there first:
+        # this transaction, and the number it took, are rolled back.
+        earlier = sent_before(user, client_id) if client_id is not None else None
+        if earlier is None:
+            raise
+        return earlier, False
+    return message_frame(message), True
+
+
+def sent_before(user, client_id: str) -> dict | None:
+    message = Message.objects.filter(author=user, client_id=client_id)
+    message = message.select_related("room", "author").first()
+    return message_frame(message) if message else None
+
+
+def messages_after(
+    room_name: str, after: int, limit: int, newest_only: int
+) -> tuple[int, list[dict]]:
+    """At most `limit` of the room's messages numbered above `after`, oldest first,
+    but none older than the room's newest `newest_only`. Returns the number they
+    follow (`after`, or higher if older ones were left out) and the messages."""
+    rooms = Room.objects.filter(name=room_name)
+    newest = rooms.values_list("last_number", flat=True).first() or 0
+    start = min(max(after, newest - newest_only), newest)
+    query = Message.objects.filter(room__name=room_name, number__gt=start)
+    query = query.select_related("room", "author").order_by("number")[:limit]
+    return start, [message_frame(message) for message in query]
+
+
+def history(room_name: str, after: int | None, count: int) -> tuple[int, list[dict]]:
+    """What a socket gets on joining, and the number of the message it follows:
+    the first page of the messages after `after` (the newest a reconnecting page
+    has), or without it, or if the room has none that new (a restored database), the
+    `count` newest."""
+    newest = Room.objects.filter(name=room_name).values_list("last_number", flat=True)
+    newest = newest.first() or 0
+    if after is not None and after <= newest:
+        return messages_after(
+            room_name, after, settings.CHAT_HISTORY_PAGE, settings.CHAT_CATCH_UP_LIMIT
+        )
+    frames = latest_messages(room_name, count)
+    return (frames[0]["id"] - 1 if frames else newest), frames
+
+
+def latest_messages(room_name: str, count: int) -> list[dict]:
+    """The room's `count` newest messages, oldest first."""
+    query = Message.objects.filter(room__name=room_name).select_related(
+        "room", "author"
+    )
+    newest = list(query.order_by("-number")[:count])
+    return [message_frame(message) for message in reversed(newest)]
+
+
+# --- presence ---------------------------------------------------------------------------
+
+
+def enter(room_name: str, user, channel_name: str) -> None:
+    Presence.objects.update_or_create(
+        channel_name=channel_name,
+        defaults={"room": room_name, "user": user, "seen": timezone.now()},
+    )
+
+
+def leave(channel_name: str) -> None:
+    Presence.objects.filter(channel_name=channel_name).delete()
+
+
+def sockets_of(user) -> int:
+    """How many live sockets the user has open, in every room and process."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+    return Presence.objects.filter(user=user, seen__gte=cutoff).count()
+
+
+def present_users(room_name: str) -> list[str]:
+    """Usernames with at least one live socket in the room, sorted."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+    names = (
+        Presence.objects.filter(room=room_name, seen__gte=cutoff)
+        .values_list("user__username", flat=True)
+        .distinct()
+    )
+    return sorted(names)
+
+
+def beat(channel_names: list[str], room_names: set[str]) -> dict[str, int]:
+    """The heartbeat's database work, for all the sockets of a process at once:
+    they are still here; returns the number of each room's newest message."""
+    now = timezone.now()
+    for names in chunks(channel_names):
+        Presence.objects.filter(channel_name__in=names).update(seen=now)
+    newest = {}
+    for names in chunks(sorted(room_names)):
+        rooms = Room.objects.filter(name__in=names)
+        newest.update(rooms.values_list("name", "last_number"))
+    return newest
+
+
+def ended_sessions(logins: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Of these (session key, user id) pairs, the logins that have ended: the
+    session expired or was deleted (logged out), now holds another user (logged in
+    again as someone else), or no longer matches the user (password changed, user
+    deactivated): as Django's own check of each request would find."""
+    now, valid = timezone.now(), set()
+    for batch in chunks(sorted(logins)):
+        keys = {key for key, _ in batch}
+        sessions = Session.objects.filter(session_key__in=keys, expire_date__gt=now)
+        found = {session.session_key: session.get_decoded() for session in sessions}
+        users = User.objects.filter(pk__in={pk for _, pk in batch}, is_active=True)
+        hashes = {user.pk: user.get_session_auth_hash() for user in users}
+        for key, pk in batch:
+            data = found.get(key, {})
+            if data.get(SESSION_KEY) == str(pk) and pk in hashes:
+                if constant_time_compare(data.get(HASH_SESSION_KEY, ""), hashes[pk]):
+                    valid.add((key, pk))
+    return logins - valid
+
+
+def chunks(items: list, size: int = 500):
+    """SQLite allows a limited number of parameters in one query."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,877 @@
+"""Consumer tests of the chat, through mysite.asgi.application.
+
+WebsocketCommunicator plays the browser, with the session cookie of a logged-in
+user (or none). Each test takes the `channel_layer` fixture (conftest.py), so it
+runs on the in-memory layer and on a real Redis, with either of channels_redis'
+layers. The database is real too: the
+consumer reads and writes it in a worker thread, so the tests use transactional
+database access.
+"""
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.utils import timezone
+from uvicorn.protocols.utils import ClientDisconnected
+
+from chat.consumers import CLOSE_LOGIN_REQUIRED
+from chat.limits import redis_client
+from chat.models import Message, Presence
+from chat.protocol import CLOSE_POLICY_VIOLATION
+from chat.store import save_message
+from mysite.asgi import application
+from testsupport.layers import group_members
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# What a browser sends from a page served by the test server. Without an Origin the
+# AllowedHostsOriginValidator refuses the handshake.
+BROWSER_ORIGIN = (b"origin", b"http://localhost:8000")
+
+# How long a test waits for what must come. Only a failing test waits that long;
+# a passing one goes on as soon as it comes, however busy the machine.
+PATIENCE = 10
+
+
+@database_sync_to_async
+def session_cookie_for(username):
+    """The Cookie header of a browser in which `username` has logged in."""
+    user, _ = User.objects.get_or_create(username=username)
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return (b"cookie", f"sessionid={session.session_key}".encode())
+
+
+@sync_to_async
+def log_out(cookie):
+    """Log out with Django's view, in the browser that holds this cookie."""
+    client = Client()
+    client.cookies["sessionid"] = cookie[1].decode().split("=", 1)[1]
+    assert client.post("/accounts/logout/").status_code == 302
+
+
+@pytest.fixture(autouse=True)
+def quick_presence(settings):
+    # Presence broadcasts are coalesced over 0.2 s; most tests need not wait so long.
+    settings.PRESENCE_COALESCE_SECONDS = 0.01
+
+
+@pytest.fixture
+async def open_socket(channel_layer):
+    """Open a socket as `username` (None: anonymous); all are closed after the test."""
+    opened = []
+
+    async def open_socket(
+        username="alice", room="lobby", query="", headers=(BROWSER_ORIGIN,), cookie=None
+    ):
+        headers = list(headers)
+        if username:
+            headers.append(cookie or await session_cookie_for(username))
+        path = f"/ws/chat/{room}/" + (f"?{query}" if query else "")
+        communicator = WebsocketCommunicator(application, path, headers)
+        connected, _ = await communicator.connect(timeout=PATIENCE)
+        opened.append(communicator)
+        return communicator, connected
+
+    yield open_socket
+    for communicator in opened:
+        if not communicator.future.done():
+            await communicator.disconnect()
+
+
+async def joined(open_socket, username="alice", room="lobby", query="", cookie=None):
+    """A logged-in socket, past its first frame: the history, kept in .history (and
+    the number it follows in .history_after)."""
+    communicator, connected = await open_socket(username, room, query, cookie=cookie)
+    assert connected, f"{username}'s socket to {room!r} was refused"
+    history = await communicator.receive_json_from(timeout=PATIENCE)
+    assert history["type"] == "history"
+    communicator.history = history["messages"]
+    communicator.history_after = history["after"]
+    return communicator
+
+
+async def next_frame(communicator, frame_type="message"):
+    """The next frame of that type (frames of other types before it are skipped)."""
+    while True:
+        frame = await communicator.receive_json_from(timeout=PATIENCE)
+        if frame["type"] == frame_type:
+            return frame
+
+
+async def say(communicator, text):
+    await communicator.send_json_to({"type": "message", "text": text})
+
+
+@database_sync_to_async
+def stored_texts(room="lobby"):
+    return list(Message.objects.filter(room__name=room).values_list("text", flat=True))
+
+
+@database_sync_to_async
+def store_messages(texts, room="lobby", username="alice"):
+    """Store messages as the consumer does, but broadcast nothing: as if the channel
+    layer had dropped every one of them. Returns their frames."""
+    user, _ = User.objects.get_or_create(username=username)
+    return [save_message(room, user, text)[0] for text in texts]
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+async def test_anonymous_socket_is_closed_with_the_login_required_code(
+    open_socket, channel_layer
+):
+    communicator, connected = await open_socket(username=None)
+
+    assert connected  # accepted, so that the page can read the close code
+    assert await communicator.receive_output(timeout=PATIENCE) == {
+        "type": "websocket.close",
+        "code": CLOSE_LOGIN_REQUIRED,
+    }
+    assert await group_members(channel_layer, "chat_lobby") == set()
+
+
+async def test_message_carries_its_author_room_and_time(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await say(alice, "hello")
+
+    frame = await next_frame(alice)
+    assert frame["type"] == "message"
+    assert frame["author"] == "alice"
+    assert frame["text"] == "hello"
+    assert frame["room"] == "lobby"
+    assert frame["id"] == 1
+    assert frame["created"].endswith("Z")
+
+
+async def test_the_author_comes_from_the_session_not_from_the_frame(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await alice.send_json_to({"type": "message", "text": "hi", "author": "mallory"})
+
+    assert (await next_frame(alice))["author"] == "alice"
+
+
+async def test_message_fans_out_to_every_user_in_the_room_only(open_socket):
+    alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
+    carol = await joined(open_socket, "carol", room="kitchen")
+
+    await say(bob, "hi all")
+    assert (await next_frame(alice))["text"] == "hi all"
+    assert (await next_frame(bob))["text"] == "hi all"
+    # A barrier: the kitchen speaks after bob's message was sent to the lobby. Had
+    # bob's message reached carol, it would be queued before this one.
+    await say(carol, "kitchen only")
+
+    assert (await next_frame(carol))["text"] == "kitchen only"
+
+
+async def test_message_is_echoed_to_its_sender_once(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await say(alice, "hello")
+    await say(alice, "barrier")  # a second copy of "hello" would come before it
+
+    assert (await next_frame(alice))["text"] == "hello"
+    assert (await next_frame(alice))["text"] == "barrier", "a second copy arrived"
+
+
+async def test_two_users_in_one_room_see_each_others_names(open_socket):
+    alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
+
+    await say(alice, "from alice")
+    await say(bob, "from bob")
+
+    frames = [await next_frame(alice), await next_frame(alice)]
+    assert sorted((f["author"], f["text"]) for f in frames) == [
+        ("alice", "from alice"),
+        ("bob", "from bob"),
+    ]
+
+
+# --- history, numbers and catching up ----------------------------------------------------
+
+
+async def test_message_is_stored_before_anyone_receives_it(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await say(alice, "kept")
+    await next_frame(alice)
+
+    assert await stored_texts() == ["kept"]
+
+
+async def test_messages_are_numbered_within_their_room(open_socket):
+    alice = await joined(open_socket, "alice")
+    carol = await joined(open_socket, "carol", room="kitchen")
+
+    for text in ("one", "two"):
+        await say(alice, text)
+    await say(carol, "elsewhere")
+
+    assert [(await next_frame(alice))["id"] for _ in range(2)] == [1, 2]
+    assert (await next_frame(carol))["id"] == 1
+
+
+async def test_joining_client_receives_the_last_50_messages(open_socket):
+    await store_messages([f"old message {number}" for number in range(1, 61)])
+
+    alice = await joined(open_socket, "alice")
+
+    assert [frame["id"] for frame in alice.history] == list(range(11, 61))
+    assert alice.history[-1]["text"] == "old message 60"
+
+
+async def test_reconnecting_client_receives_everything_after_its_last_message(
+    open_socket,
+):
+    await store_messages([f"old message {number}" for number in range(1, 121)])
+
+    alice = await joined(open_socket, "alice", query="after=7")
+
+    assert alice.history_after == 7
+    assert [frame["id"] for frame in alice.history] == list(range(8, 121))
+
+
+async def test_client_that_has_everything_receives_an_empty_history(open_socket):
+    await store_messages(["one", "two", "three"])
+
+    alice = await joined(open_socket, "alice", query="after=3")
+
+    assert (alice.history_after, alice.history) == (3, [])
+
+
+async def test_a_page_newer_than_the_room_gets_the_latest_and_where_they_start(
+    open_socket,
+):
+    # The page has seen message 9, but the database was restored from a copy that
+    # has only 3: it must start again, not wait for a 10th.
+    await store_messages(["one", "two", "three"])
+
+    alice = await joined(open_socket, "alice", query="after=9")
+
+    assert alice.history_after == 0
+    assert [frame["text"] for frame in alice.history] == ["one", "two", "three"]
+
+
+async def test_a_history_says_which_message_it_follows(open_socket):
+    await store_messages([f"old message {number}" for number in range(1, 61)])
+
+    alice = await joined(open_socket, "alice")
+
+    assert alice.history_after == 10
+    assert alice.history[0]["id"] == 11
+
+
+async def broadcast(channel_layer, frame, room="lobby"):
+    """What the consumer broadcasts for a stored message."""
+    await channel_layer.group_send(
+        f"chat_{room}", {"type": "chat.message", "number": frame["id"], "frame": frame}
+    )
+
+
+async def test_messages_the_layer_dropped_are_fetched_when_a_later_one_arrives(
+    open_socket, channel_layer
+):
+    bob = await joined(open_socket, "bob")
+    frames = await store_messages(["one", "two", "three", "four"])
+
+    await broadcast(channel_layer, frames[-1])  # only "four" gets through
+    await say(bob, "five")  # a barrier: nothing may come twice before it
+
+    assert [(await next_frame(bob))["text"] for _ in range(5)] == [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+    ]
+
+
+async def test_messages_dropped_after_the_last_event_are_caught_up(
+    open_socket, settings
+):
+    settings.CHAT_HEARTBEAT_SECONDS = 0.2
+    bob = await joined(open_socket, "bob")
+
+    await store_messages(["late one", "late two"])  # and no event at all
+
+    assert [(await next_frame(bob))["text"] for _ in range(2)] == [
+        "late one",
+        "late two",
+    ]
+
+
+async def test_broadcasts_that_cross_are_shown_in_number_order_once(
+    open_socket, channel_layer
+):
+    # Two processes store messages 1 and 2 and broadcast them; 2 arrives first.
+    bob = await joined(open_socket, "bob")
+    first, second = await store_messages(["first", "second"])
+
+    await broadcast(channel_layer, second)
+    await broadcast(channel_layer, first)
+    await say(bob, "third")  # a barrier: a second copy of "first" would come before
+
+    assert [(await next_frame(bob))["id"] for _ in range(3)] == [1, 2, 3]
+
+
+# --- client ids and acknowledgements --------------------------------------------------
+
+
+async def say_with_id(communicator, text, client_id):
+    await communicator.send_json_to(
+        {"type": "message", "text": text, "client_id": client_id}
+    )
+
+
+async def test_a_message_with_a_client_id_is_acknowledged_once_stored(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await say_with_id(alice, "hello", "c1")
+
+    assert await next_frame(alice, "ack") == {"type": "ack", "client_id": "c1", "id": 1}
+    assert await stored_texts() == ["hello"]
+    assert (await next_frame(alice))["text"] == "hello"
+
+
+async def test_a_message_sent_again_is_stored_and_shown_once(open_socket):
+    # The page sends a message, its socket drops before the acknowledgement, and it
+    # sends the message again on its next socket.
+    alice = await joined(open_socket, "alice")
+    bob = await joined(open_socket, "bob")
+    await say_with_id(alice, "only once", "c1")
+    assert (await next_frame(alice, "ack"))["id"] == 1
+
+    alice_again = await joined(open_socket, "alice", query="after=0")
+    await say_with_id(alice_again, "only once", "c1")
+
+    assert await next_frame(alice_again, "ack") == {
+        "type": "ack",
+        "client_id": "c1",
+        "id": 1,
+    }
+    await say(alice_again, "barrier")  # a second "only once" would come before it
+    assert [(await next_frame(bob))["text"] for _ in range(2)] == [
+        "only once",
+        "barrier",
+    ]
+    assert await stored_texts() == ["only once", "barrier"]
+
+
+async def test_two_users_may_make_up_the_same_client_id(open_socket):
+    alice = await joined(open_socket, "alice")
+    bob = await joined(open_socket, "bob")
+
+    await say_with_id(alice, "from alice", "same")
+    assert (await next_frame(alice, "ack"))["id"] == 1
+    await say_with_id(bob, "from bob", "same")
+
+    assert (await next_frame(bob, "ack"))["id"] == 2
+    assert await stored_texts() == ["from alice", "from bob"]
+
+
+@pytest.mark.parametrize("client_id", [5, "", "x" * 65, "has space", ["c1"]])
+async def test_a_client_id_that_is_not_an_id_gets_an_error(open_socket, client_id):
+    alice = await joined(open_socket, "alice")
+
+    await say_with_id(alice, "hello", client_id)
+
+    assert (await next_frame(alice, "error"))["code"] == "invalid_client_id"
+    assert await stored_texts() == []
+
+
+# --- the handshake -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[(b"origin", b"http://evil.example")], []],
+    ids=["another origin", "no origin"],
+)
+async def test_handshake_from_another_site_is_rejected(
+    open_socket, channel_layer, headers
+):
+    _, connected = await open_socket("alice", headers=headers)
+
+    assert not connected
+    assert await group_members(channel_layer, "chat_lobby") == set()
+    # The control: the same handshake from the page's own origin gets in.
+    await joined(open_socket, "alice")
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1
+
+
+@pytest.mark.parametrize("room_name", ["café", "x" * 150, "has space", "../x"])
+async def test_room_name_the_layer_cannot_use_is_refused(open_socket, room_name):
+    _, connected = await open_socket("alice", room=room_name)
+
+    assert not connected
+    alice = await joined(open_socket, "alice")
+    await say(alice, "the server still serves")
+    assert (await next_frame(alice))["text"] == "the server still serves"
+
+
+async def test_disconnect_leaves_every_group(open_socket, channel_layer):
+    alice = await joined(open_socket, "alice")
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1
+    assert len(await group_members(channel_layer, "notifications")) == 1
+
+    await alice.disconnect()
+
+    assert await group_members(channel_layer, "chat_lobby") == set()
+    assert await group_members(channel_layer, "notifications") == set()
+
+
+class DropsDuringSend:
+    """The application, behind a server whose client vanishes: once `dropped`, every
+    send raises ClientDisconnected, as uvicorn's does for a socket that has just
+    gone and whose websocket.disconnect the consumer has not received yet."""
+
+    def __init__(self):
+        self.dropped = False
+
+    async def __call__(self, scope, receive, send):
+        async def send_unless_dropped(message):
+            if self.dropped:
+                raise ClientDisconnected()
+            await send(message)
+
+        return await application(scope, receive, send_unless_dropped)
+
+
+async def test_a_socket_that_drops_during_a_send_still_leaves_the_room(
+    open_socket, channel_layer
+):
+    alice = await joined(open_socket, "alice")
+    server = DropsDuringSend()
+    bob = WebsocketCommunicator(
+        server, "/ws/chat/lobby/", [BROWSER_ORIGIN, await session_cookie_for("bob")]
+    )
+    assert (await bob.connect(timeout=PATIENCE))[0]
+    assert (await bob.receive_json_from(timeout=PATIENCE))["type"] == "history"
+    assert len(await group_members(channel_layer, "chat_lobby")) == 2
+
+    server.dropped = True
+    await say(alice, "bob, are you there?")
+
+    with pytest.raises(ClientDisconnected):  # bob's consumer ended, as under uvicorn
+        await asyncio.wait_for(bob.future, timeout=PATIENCE)
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1  # alice only
+    assert (await presence_after(alice, ["alice"]))[-1] == ["alice"]
+
+
+async def test_a_crowd_joins_chats_and_leaves_at_once(open_socket, channel_layer):
+    # More sockets at once than redis-py 8's default pool of 100 connections: see
+    # CHANNEL_LAYERS. Every join and leave is a Redis command in flight.
+    crowd = await asyncio.gather(
+        *(joined(open_socket, f"user{number}") for number in range(150))
+    )
+    assert len(await group_members(channel_layer, "chat_lobby")) == 150
+
+    await say(crowd[0], "hello, everyone")
+
+    for member in crowd:
+        assert (await next_frame(member))["text"] == "hello, everyone"
+    await asyncio.gather(*(member.disconnect() for member in crowd))
+    assert await group_members(channel_layer, "chat_lobby") == set()
+    assert await group_members(channel_layer, "notifications") == set()
+    assert await database_sync_to_async(Presence.objects.count)() == 0
+
+
+# --- frames that are not messages --------------------------------------------------------
+
+MALFORMED_FRAMES = {
+    "invalid JSON": ({"text_data": "{not json"}, "invalid_json"),
+    "not an object": ({"text_data": "[1, 2]"}, "invalid_frame"),
+    "no type": ({"text_data": '{"text": "hi"}'}, "invalid_frame"),
+    "unknown type": ({"text_data": '{"type": "shout", "text": "hi"}'}, "unknown_type"),
+    "no text": ({"text_data": '{"type": "message"}'}, "missing_text"),
+    "empty text": ({"text_data": '{"type": "message", "text": "   "}'}, "empty_text"),
+    "text not a string": (
+        {"text_data": json.dumps({"type": "message", "text": 42})},
+        "text_not_string",
+    ),
+    "binary frame": ({"bytes_data": b"\x00\x01"}, "binary_frame"),
+    "text over 4 KiB": (
+        {"text_data": json.dumps({"type": "message", "text": "é" * 2049})},
+        "text_too_long",
+    ),
+    "not Unicode": (
+        {"text_data": '{"type": "message", "text": "\\ud800"}'},
+        "invalid_text",
+    ),
+    "nested too deeply": ({"text_data": "[" * 10_000 + "]" * 10_000}, "invalid_json"),
+    "too large": ({"text_data": "x" * 70_000}, "frame_too_large"),
+}
+
+
+@pytest.mark.parametrize(
+    "frame, code", MALFORMED_FRAMES.values(), ids=MALFORMED_FRAMES.keys()
+)
+async def test_malformed_frame_gets_an_error_and_changes_nothing(
+    open_socket, frame, code
+):
+    alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
+
+    await alice.send_to(**frame)
+
+    error = await next_frame(alice, "error")
+    assert error["type"] == "error"
+    assert error["code"] == code
+    assert error["detail"]
+    assert await stored_texts() == []
+    # The socket stays open; and a barrier: the next thing bob receives is alice's
+    # next message, so nothing of the malformed frame was broadcast before it.
+    await say(alice, "still here")
+    frame = await next_frame(bob)
+    assert (frame["type"], frame["text"]) == ("message", "still here")
+
+
+# --- limits and logging out ----------------------------------------------------------------
+
+
+async def test_a_frame_over_the_size_limit_is_refused_before_it_is_parsed(
+    open_socket, settings
+):
+    settings.CHAT_MAX_FRAME_BYTES = 100
+    alice = await joined(open_socket, "alice")
+
+    await alice.send_to(text_data="x" * 101)  # not JSON: refused for its size
+
+    assert (await next_frame(alice, "error"))["code"] == "frame_too_large"
+    await say(alice, "a frame of a fitting size")
+    assert (await next_frame(alice))["text"] == "a frame of a fitting size"
+
+
+async def test_text_over_4_kib_is_refused_and_given_back(open_socket):
+    text = "é" * 2049  # 4,098 bytes of UTF-8
+    alice = await joined(open_socket, "alice")
+
+    await say(alice, text)
+
+    error = await next_frame(alice, "error")
+    assert error["code"] == "text_too_long"
+    assert error["text"] == text  # for the page to put back in the box
+    assert await stored_texts() == []
+
+
+async def test_a_refused_message_comes_back_with_its_client_id(open_socket):
+    alice = await joined(open_socket, "alice")
+
+    await say_with_id(alice, "é" * 2049, "c1")
+
+    error = await next_frame(alice, "error")
+    assert (error["code"], error["client_id"]) == ("text_too_long", "c1")
+    assert await stored_texts() == []
+
+
+async def test_too_many_invalid_frames_close_the_socket(open_socket, settings):
+    settings.CHAT_MAX_INVALID_FRAMES = 3
+    mallory = await joined(open_socket, "mallory")
+    bob = await joined(open_socket, "bob")
+
+    for _ in range(3):
+        await mallory.send_to(text_data="not json")
+        assert (await next_frame(mallory, "error"))["code"] == "invalid_json"
+    await mallory.send_to(text_data="not json")
+
+    while (output := await mallory.receive_output(timeout=PATIENCE))["type"] != (
+        "websocket.close"
+    ):
+        assert output["type"] == "websocket.send"  # presence, not another error
+        assert '"error"' not in output["text"]
+    assert output["code"] == CLOSE_POLICY_VIOLATION
+    await say(bob, "the others chat on")
+    assert (await next_frame(bob))["text"] == "the others chat on"
+
+
+async def test_a_user_with_too_many_sockets_gets_no_more(open_socket, settings):
+    settings.CHAT_MAX_SOCKETS_PER_USER = 2
+    first = await joined(open_socket, "alice")
+    second = await joined(open_socket, "alice", room="kitchen")
+    for socket in (first, second):  # counted once the room hears of it
+        await next_frame(socket, "presence")
+
+    third, connected = await open_socket("alice", room="garden")
+
+    assert connected  # accepted, so that the page can read the close code
+    assert await third.receive_output(timeout=PATIENCE) == {
+        "type": "websocket.close",
+        "code": CLOSE_POLICY_VIOLATION,
+    }
+    await joined(open_socket, "bob", room="garden")  # others are not counted
+    await first.disconnect()
+    await joined(open_socket, "alice", room="garden")  # a place came free
+
+
+async def test_message_size_limit_is_configurable(open_socket, settings):
+    settings.CHAT_MAX_MESSAGE_BYTES = 10
+    alice = await joined(open_socket, "alice")
+
+    await say(alice, "x" * 11)
+
+    assert (await next_frame(alice, "error"))["code"] == "text_too_long"
+
+
+@pytest.fixture
+def slow_clock(settings):
+    """However slow this machine is, the messages count as sent within one window."""
+    settings.CHAT_RATE_WINDOW_SECONDS = 600
+
+
+async def test_more_than_10_messages_a_second_are_refused(open_socket, slow_clock):
+    alice = await joined(open_socket, "alice")
+
+    for number in range(11):
+        await say(alice, f"fast {number}")
+
+    error = await next_frame(alice, "error")
+    assert (error["code"], error["text"]) == ("rate_limited", "fast 10")
+    assert await stored_texts() == [f"fast {number}" for number in range(10)]
+
+
+async def test_the_rate_limit_is_shared_by_all_of_a_users_sockets(
+    open_socket, settings, slow_clock
+):
+    settings.CHAT_MAX_MESSAGES_PER_SECOND = 4
+    first_tab = await joined(open_socket, "alice")
+    second_tab = await joined(open_socket, "alice", room="kitchen")
+
+    for number in range(3):
+        await say(first_tab, f"lobby {number}")
+        await say(second_tab, f"kitchen {number}")
+
+    answers = [await answer(tab) for tab in (first_tab, second_tab) for _ in range(3)]
+    assert sorted(frame["type"] for frame in answers) == ["error"] * 2 + ["message"] * 4
+    assert len(await stored_texts("lobby") + await stored_texts("kitchen")) == 4
+
+
+async def answer(communicator):
+    """The next message or error: what a socket gets for what it sent."""
+    while (frame := await communicator.receive_json_from(timeout=PATIENCE))[
+        "type"
+    ] not in (
+        "message",
+        "error",
+    ):
+        pass
+    return frame
+
+
+@pytest.mark.parametrize("channel_layer", ["redis"], indirect=True)
+async def test_with_redis_the_rate_limit_is_kept_in_redis(
+    open_socket, settings, slow_clock, redis_url
+):
+    settings.REDIS_URL = redis_url
+    settings.CHAT_MAX_MESSAGES_PER_SECOND = 2
+    alice = await joined(open_socket, "alice")
+    user = await database_sync_to_async(User.objects.get)(username="alice")
+    await redis_client().delete(f"chat:rate:{user.pk}")  # a Redis of your own?
+
+    for number in range(3):
+        await say(alice, f"fast {number}")
+
+    assert (await next_frame(alice, "error"))["text"] == "fast 2"
+    assert await redis_client().zcard(f"chat:rate:{user.pk}") == 2
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+
+async def closed_with(communicator):
+    """The close code, once the socket is closed (frames before it are skipped)."""
+    while (output := await communicator.receive_output(timeout=PATIENCE))["type"] != (
+        "websocket.close"
+    ):
+        pass
+    return output["code"]
+
+
+async def test_logging_out_closes_that_sessions_sockets_at_once(open_socket):
+    cookie = await session_cookie_for("alice")
+    first_tab = await joined(open_socket, "alice", cookie=cookie)
+    second_tab = await joined(open_socket, "alice", room="kitchen", cookie=cookie)
+    on_her_phone = await joined(open_socket, "alice")  # another session
+
+    await log_out(cookie)
+
+    for tab in (first_tab, second_tab):
+        assert await closed_with(tab) == CLOSE_LOGIN_REQUIRED
+    await say(on_her_phone, "still logged in here")
+    assert (await next_frame(on_her_phone))["text"] == "still logged in here"
+
+
+@database_sync_to_async
+def end_the_login(cookie, how):
+    session = Session.objects.get(session_key=cookie[1].decode().split("=", 1)[1])
+    alice = User.objects.get(username="alice")
+    if how == "expired":
+        session.expire_date = timezone.now() - timedelta(seconds=1)
+        session.save()
+    elif how == "password changed":
+        alice.set_password("a-new-password-2")
+        alice.save()
+    elif how == "user deactivated":
+        alice.is_active = False
+        alice.save()
+    elif how == "someone else logged in":
+        data = session.get_decoded()
+        bob, _ = User.objects.get_or_create(username="bob")
+        data[SESSION_KEY] = str(bob.pk)
+        data[HASH_SESSION_KEY] = bob.get_session_auth_hash()
+        Session.objects.save(session.session_key, data, session.expire_date)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["expired", "password changed", "user deactivated", "someone else logged in"],
+)
+async def test_the_heartbeat_closes_a_socket_whose_login_ended(
+    open_socket, settings, how
+):
+    settings.CHAT_HEARTBEAT_SECONDS = 0.05
+    cookie = await session_cookie_for("alice")
+    alice = await joined(open_socket, "alice", cookie=cookie)
+    carol = await joined(open_socket, "carol")
+
+    await end_the_login(cookie, how)
+
+    assert await closed_with(alice) == CLOSE_LOGIN_REQUIRED
+    await say(carol, "still here")  # hers is still a login
+    assert (await next_frame(carol))["text"] == "still here"
+
+
+async def test_a_reconnect_far_behind_gets_the_newest_messages_a_page_at_a_time(
+    open_socket, settings
+):
+    settings.CHAT_HISTORY_PAGE = 10
+    settings.CHAT_CATCH_UP_LIMIT = 25
+    await store_messages([f"old message {number}" for number in range(1, 61)])
+
+    alice, connected = await open_socket("alice", query="after=0")
+
+    assert connected
+    history = await next_frame(alice, "history")
+    assert (history["after"], history["skipped"]) == (35, 35)
+    assert [message["id"] for message in history["messages"]] == list(range(36, 46))
+    # The rest, a page at a time from the database, as messages.
+    assert [(await next_frame(alice))["id"] for _ in range(15)] == list(range(46, 61))
+
+
+@pytest.mark.parametrize("after", ["abc", "-1", "²", "1" * 30])
+async def test_an_after_that_is_not_a_message_number_gets_an_error_and_the_latest(
+    open_socket, after
+):
+    await store_messages(["one", "two"])
+
+    alice, connected = await open_socket("alice", query=f"after={after}")
+
+    assert connected
+    assert (await alice.receive_json_from(timeout=PATIENCE))["code"] == "invalid_after"
+    history = await next_frame(alice, "history")
+    assert [m["text"] for m in history["messages"]] == ["one", "two"]
+
+
+# --- presence -------------------------------------------------------------------------------
+
+
+async def presence_after(communicator, users):
+    """Every presence list received until one equals `users`."""
+    seen = []
+    while not seen or seen[-1] != users:
+        seen.append((await next_frame(communicator, "presence"))["users"])
+    return seen
+
+
+async def test_presence_updates_on_join_and_leave(open_socket):
+    alice = await joined(open_socket, "alice")
+    assert (await presence_after(alice, ["alice"]))[-1] == ["alice"]
+
+    bob = await joined(open_socket, "bob")
+    assert (await presence_after(alice, ["alice", "bob"]))[-1] == ["alice", "bob"]
+
+    await bob.disconnect()
+    assert (await presence_after(alice, ["alice"]))[-1] == ["alice"]
+
+
+async def test_two_sockets_of_one_user_count_once(open_socket):
+    first = await joined(open_socket, "alice")
+    await joined(open_socket, "alice")
+    await joined(open_socket, "bob")
+
+    assert (await presence_after(first, ["alice", "bob"]))[-1] == ["alice", "bob"]
+
+
+async def test_a_crowd_joining_at_once_shares_presence_broadcasts(
+    open_socket, settings
+):
+    settings.PRESENCE_COALESCE_SECONDS = 1
+    everyone = [f"user{number}" for number in range(6)]
+    first = await joined(open_socket, "user0")
+
+    for name in everyone[1:]:
+        await open_socket(name)
+
+    broadcasts = await presence_after(first, everyone)
+    # A barrier: a later presence broadcast for these joins would come before it.
+    await say(first, "barrier")
+    while (frame := await first.receive_json_from(timeout=PATIENCE))[
+        "type"
+    ] != "message":
+        broadcasts.append(frame["users"])
+    assert len(broadcasts) <= 2, f"six joins, {len(broadcasts)} broadcasts"
+    assert broadcasts[-1] == everyone
+
+
+# --- notifications ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channel_layer", ["redis", "redis-pubsub"], indirect=True)
+async def test_notify_command_reaches_every_user(open_socket, channel_layer):
+    alice = await joined(open_socket, "alice", room="lobby")
+    bob = await joined(open_socket, "bob", room="kitchen")
+
+    await sync_to_async(call_command)("notify", "Maintenance at noon")
+
+    for member in (alice, bob):
+        frame = await next_frame(member, "notification")
+        assert frame["text"] == "Maintenance at noon"
+        assert frame["room"] is None
+
+
+@pytest.mark.parametrize("channel_layer", ["redis", "redis-pubsub"], indirect=True)
+async def test_notify_command_with_a_room_reaches_only_that_room(
+    open_socket, channel_layer
+):
+    alice = await joined(open_socket, "alice", room="lobby")
+    bob = await joined(open_socket, "bob", room="kitchen")
+
+    await sync_to_async(call_command)("notify", "Lobby closes soon", room="lobby")
+    assert (await next_frame(alice, "notification"))["room"] == "lobby"
+    # A barrier: a notification for everyone, sent after the lobby's. Had the first
+    # reached bob, it would come before this one.
+    await sync_to_async(call_command)("notify", "For everyone")
+
+    assert (await next_frame(bob, "notification"))["text"] == "For everyone"
+
+
+@pytest.mark.parametrize("channel_layer", ["in-memory"], indirect=True)
+async def test_notify_command_refuses_the_in_memory_layer(channel_layer):
+    with pytest.raises(CommandError, match="cannot reach the server"):
+        await sync_to_async(call_command)("notify", "nobody will see this")
