@@ -26,6 +26,15 @@ from mysite.startup import warn_if_channel_layer_is_in_memory  # noqa: E402
 
 warn_if_channel_layer_is_in_memory()
 
+from django.conf import settings  # noqa: E402
+
+if settings.DEBUG:
+    # Static files as `runserver` serves them, for uvicorn on its own (make
+    # step13-workers). With DEBUG off, nginx serves them from STATIC_ROOT.
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
+
 # ProtocolTypeRouter looks at the type of each connection ("http", "websocket")
 # and hands it to the application for that protocol.
 application = ProtocolTypeRouter(

@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -537,3 +539,27 @@ def test_a_page_newer_than_the_restored_database_starts_again(
     log = browser.find_element(By.ID, "chat-log").text
     assert "lost in the restore" not in log
     assert log.count("kept") == 1, restarted.output[-2000:]
+
+
+def test_uvicorn_alone_serves_the_stylesheet_only_while_debug_is_on(database, servers):
+    """`make step13-workers` runs uvicorn with no nginx in front: with DEBUG on, the
+    pages keep their style; with DEBUG off, static files are nginx's job."""
+
+    def stylesheet(server):
+        url = f"http://127.0.0.1:{server.port}/static/chat/chat.css"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, ""
+
+    status, text = stylesheet(servers({**database, "DJANGO_DEBUG": "1"}))
+    assert status == 200 and "body" in text
+
+    production = {
+        **database,
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+    }
+    assert stylesheet(servers(production))[0] == 404

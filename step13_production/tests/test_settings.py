@@ -166,3 +166,13 @@ def test_logging_in_over_plain_http_works_with_debug_off(step_dir, server_databa
 
         assert rooms.geturl() == f"{base}/chat/", "sent back to the login page"
         assert '<strong id="username">alice</strong>' in rooms.read().decode()
+
+
+def test_collectstatic_gathers_the_files_the_web_server_serves(step_dir, tmp_path):
+    result = manage(
+        step_dir, "collectstatic", "--noinput", env={"STATIC_ROOT": str(tmp_path)}
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "chat" / "chat.css").is_file()
+    assert (tmp_path / "admin" / "css" / "base.css").is_file()
