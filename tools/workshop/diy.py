@@ -29,7 +29,8 @@ from workshop.checkpoints import (
     matches,
     plain_words,
 )
-from workshop.lessons import is_code, is_test_file, read_manifest
+from workshop.file_kinds import is_code, is_test_file
+from workshop.lessons import read_manifest
 from workshop.ports import port_in_use
 from workshop.steps import ROOT, Step, find_step, previous_step, project_files
 
