@@ -43,6 +43,12 @@ def is_code(name: str) -> bool:
     return not (is_documentation(name) or is_test_file(name) or is_migration(name))
 
 
+def counts_in_lesson_size(name: str) -> bool:
+    """What a learner reads or runs: everything but documentation, test modules and
+    migrations (so the test support, conftest.py and pytest.ini count)."""
+    return not (is_documentation(name) or is_test_module(name) or is_migration(name))
+
+
 def lesson_order(name: str) -> tuple[int, str]:
     """Code first, then migrations, tests and the README: how a diff is shown."""
     if is_code(name):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workshop.diffs import read_lines, step_diff
-from workshop.file_kinds import is_code, is_test_file
+from workshop.file_kinds import counts_in_lesson_size, is_test_file
 from workshop.steps import MANIFEST, ROOT, STEP_FOLDER, Step, all_steps
 
 KINDS = {"first", "feature", "refactor"}
@@ -66,10 +66,11 @@ def workshop_settings(root: Path = ROOT) -> dict[str, str]:
 
 
 def changed_code_lines(old: Step, new: Step) -> dict[str, int]:
-    """For each code file that differs: lines added plus lines removed."""
+    """For each file that differs and counts in a lesson's size (see
+    workshop.file_kinds.counts_in_lesson_size): lines added plus lines removed."""
     counts = {}
     for name in changed_files(old, new):
-        if not is_code(name):
+        if not counts_in_lesson_size(name):
             continue
         diff = difflib.unified_diff(
             read_lines(old.path / name), read_lines(new.path / name), n=0
