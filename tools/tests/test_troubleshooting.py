@@ -19,9 +19,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from workshop.layers import TEST_PREFIX
 from workshop.ports import free_port
-from workshop.servers import ServerProcess, runserver
+from workshop.step_support import load_testsupport
 from workshop.steps import find_step
 
 NOTE = (
@@ -31,6 +30,12 @@ STEP2 = find_step(2).path
 STEP3 = find_step(3).path
 STEP4 = find_step(4).path
 ORIGIN = "http://127.0.0.1:8000"
+# The server runs as the steps' own tests run it.
+runserver = load_testsupport("servers").runserver
+ServerProcess = load_testsupport("servers").ServerProcess
+# The keys these tests write to Redis start with this, so that flushing them leaves a
+# shared REDIS_URL's other keys alone.
+REDIS_PREFIX = "workshop-troubleshooting"
 
 
 def in_note(text: str) -> bool:
@@ -380,7 +385,7 @@ async def test_redis_py_8_pool_of_100_connections(redis_url):
 
     # The read-timeout fix alone, without "max_connections".
     host = {"address": redis_url, "socket_timeout": None}
-    layer = RedisChannelLayer(hosts=[host], prefix=TEST_PREFIX)
+    layer = RedisChannelLayer(hosts=[host], prefix=REDIS_PREFIX)
 
     with pytest.raises(redis.exceptions.MaxConnectionsError) as error:
         await crowd_joins(layer)
@@ -395,6 +400,6 @@ async def test_redis_layer_with_max_connections_serves_a_crowd(redis_url):
     from channels_redis.core import RedisChannelLayer
 
     host = {"address": redis_url, "socket_timeout": None, "max_connections": 10_000}
-    layer = RedisChannelLayer(hosts=[host], prefix=TEST_PREFIX)
+    layer = RedisChannelLayer(hosts=[host], prefix=REDIS_PREFIX)
 
     await crowd_joins(layer)  # no error

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import psutil
 
-from workshop.accounts import migrate
 from workshop.bench import breakdown
 from workshop.bench.load import (
     drop,
@@ -52,7 +51,8 @@ from workshop.bench.variants import (
     server_command,
 )
 from workshop.ports import free_port, wait_for_port
-from workshop.redis_server import RedisServer
+from workshop.redis_process import RedisServer
+from workshop.step_support import load_testsupport
 from workshop.steps import ROOT
 
 NOTES_JSON = ROOT / "notes" / "performance" / "bench.json"
@@ -357,7 +357,7 @@ class Bench:
             "DJANGO_DEBUG": "0",
             "REDIS_URL": self.redis.url if self.redis else "",
         }
-        migrate(step.path, env)
+        load_testsupport("accounts").migrate(step.path, env)
         code = SETUP.replace("COUNT", str(users)).replace(
             "NAMES", repr(REPORTED_SETTINGS)
         )
