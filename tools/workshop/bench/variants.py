@@ -14,10 +14,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workshop.bench.load import CHAT, TUTORIAL
 from workshop.steps import ROOT, Step, all_steps
 
 BASELINE = "baseline"
-TUTORIAL, CHAT = "tutorial", "chat"  # the protocols (see load.py)
 APP_SERVER_SCRIPT = Path("deploy/app-server.sh")
 # Set by each deployment, not part of how the server runs: the benchmark sets its own.
 PLACE_OPTIONS = {"--host", "--port", "--workers"}
