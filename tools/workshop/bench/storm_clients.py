@@ -1,4 +1,5 @@
-"""The reconnect storm: a room of logged-in clients loses its app server.
+"""The reconnect storm's clients: a room of logged-in clients loses its app server
+(storm.py measures it).
 
 The listeners are on app server A, a few senders on app server B (same Redis, same
 database), so messages keep arriving while A is down. A is killed and started again
