@@ -9,11 +9,9 @@ import pytest
 
 from workshop.requirements import part_missing
 from workshop.step_support import load_testsupport
-from workshop.steps import all_steps, project_files
+from workshop.steps import project_files, steps_with
 
-STEPS_WITH_BROWSER_TESTS = [
-    s for s in all_steps() if (s.path / "chat/tests.py").exists()
-]
+STEPS_WITH_BROWSER_TESTS = steps_with("chat/tests.py")
 
 
 @pytest.mark.parametrize("step", STEPS_WITH_BROWSER_TESTS, ids=lambda step: step.name)
