@@ -197,7 +197,7 @@ def quoted_blocks(readme_text: str):
 def check_quoted_code(steps: list[Step], root: Path = ROOT) -> list[str]:
     problems = []
     # A step's README quotes the step's files; a note quotes a step's file by its
-    # path from the top of the repository (step10_production/deploy/release.sh).
+    # path from the top of the repository (stepN_name/deploy/release.sh).
     documents = [(step.path / "README.md", step.path, step.name) for step in steps]
     documents += [
         (note, root, note.relative_to(root).parent.as_posix())
@@ -207,8 +207,8 @@ def check_quoted_code(steps: list[Step], root: Path = ROOT) -> list[str]:
         if not readme.is_file():
             continue
         for path, first_line, rest in quoted_blocks(readme.read_text(encoding="utf-8")):
-            if folder == root and not path.startswith("step"):
-                continue
+            if folder == root and not STEP_FOLDER.fullmatch(path.split("/", 1)[0]):
+                continue  # not a step's file
             source = folder / path
             name = f"{where}/{readme.name}"
             if not source.is_file():
