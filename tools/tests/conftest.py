@@ -1,23 +1,32 @@
 """Fixtures of the tooling's own tests: a real redis-server for the whole run."""
 
 import os
+import shutil
+from urllib.parse import urlparse
 
 import pytest
 
-from workshop.redis_server import ping, start_test_redis
+from workshop.redis_process import RedisServer, ping
+from workshop.requirements import part_missing
+
+HOW_TO_GET_REDIS = (
+    "needs Redis: no redis-server found: install it (apt install redis-server |"
+    " brew install redis) or set REDIS_URL=redis://host:port/0"
+)
 
 
 @pytest.fixture(scope="session")
 def redis_url():
     given = os.environ.get("REDIS_URL")
     if given:
-        from urllib.parse import urlparse
-
         parsed = urlparse(given)
         if not ping(parsed.port or 6379, parsed.hostname or "127.0.0.1"):
             pytest.fail(f"REDIS_URL={given} does not answer PING")
         yield given
         return
-    server = start_test_redis()
+    executable = shutil.which("redis-server")
+    if executable is None:
+        part_missing(HOW_TO_GET_REDIS, "REQUIRE_REDIS")
+    server = RedisServer(executable).start()
     yield server.url
     server.close()

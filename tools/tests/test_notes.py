@@ -2,18 +2,27 @@
 
 import re
 
-from workshop.steps import ROOT
+from workshop.lessons import read_manifest
+from workshop.steps import ROOT, step_named
 
 NOTE = ROOT / "notes" / "deployment.md"
+# The step the note is about: the last that runs as deployed (lessons.ini).
+DEPLOYED = step_named(
+    [
+        name
+        for name, lesson in read_manifest().items()
+        if lesson.settings.get("stack") == "yes"
+    ][-1]
+)
 # Each command the note gives, and the test that runs it (None: not run, and the note
 # says why).
 RUN_BY = {
-    "make step10-stack": (
+    f"make step{DEPLOYED.number}-stack": (
         "tools/tests/test_commands.py",
         "test_the_stack_starts_serves_through_nginx_and_stops_on_ctrl_c",
     ),
     "python manage.py check --deploy --fail-level WARNING": (
-        "step10_production/tests/test_settings.py",
+        f"{DEPLOYED.name}/tests/test_settings.py",
         "test_check_deploy_is_clean_under_production_settings",
     ),
     "docker compose -f deploy/docker-compose.yml up --build": None,

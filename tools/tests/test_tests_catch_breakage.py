@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from workshop.requirements import part_missing
-from workshop.steps import find_step
+from workshop.steps import step_named
 from workshop.testrun import environment
 
 
 @dataclass(frozen=True)
 class Mutant:
-    step: int
+    step: str  # the step's folder
     file: str
     code: str  # what the step has ("": the whole file)
     broken: str  # what the mutant has instead
@@ -44,9 +44,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 """
 
 MUTANTS = {
-    # The tutorial's own tests (step 4) notice the chat reaching only its sender.
-    "step 4: group_send replaced by a send to the sender only": Mutant(
-        step=4,
+    # The tutorial's own tests notice the chat reaching only its sender.
+    "step4_testing: group_send replaced by a send to the sender only": Mutant(
+        step="step4_testing",
         file="chat/consumers.py",
         code=(
             "        await self.channel_layer.group_send(\n"
@@ -62,8 +62,8 @@ MUTANTS = {
         ),
         failure_says="Message was not received by window 2 from window 1",
     ),
-    "step 4: a consumer that only accepts": Mutant(
-        step=4,
+    "step4_testing: a consumer that only accepts": Mutant(
+        step="step4_testing",
         file="chat/consumers.py",
         code="",
         broken=EMPTY_CONSUMER,
@@ -73,15 +73,15 @@ MUTANTS = {
         may_pass=frozenset({"test_channel_layer_round_trip[in-memory]"}),
     ),
     # Each test fixed so that it can fail, and the breakage it now catches.
-    "step 2: the refused room's name inserted as HTML": Mutant(
-        step=2,
+    "step2_sync_chat: the refused room's name inserted as HTML": Mutant(
+        step="step2_sync_chat",
         file="chat/templates/chat/room_name_refused.html",
         code="“{{ room_name }}”",
         broken="“{{ room_name|safe }}”",
         tests=("tests/test_pages.py::test_room_name_is_escaped_in_the_page",),
     ),
-    "step 2: a frame without a message relayed to the room": Mutant(
-        step=2,
+    "step2_sync_chat: a frame without a message relayed to the room": Mutant(
+        step="step2_sync_chat",
         file="chat/consumers.py",
         code='        message = text_data_json["message"]\n',
         broken='        message = text_data_json.get("message", text_data)\n',
@@ -91,8 +91,8 @@ MUTANTS = {
             "in-memory and no-message-key",
         ),
     ),
-    "step 2: every room shares one group": Mutant(
-        step=2,
+    "step2_sync_chat: every room shares one group": Mutant(
+        step="step2_sync_chat",
         file="chat/consumers.py",
         code='        self.room_group_name = f"chat_{self.room_name}"\n',
         broken='        self.room_group_name = "chat_everyone"\n',
@@ -102,8 +102,8 @@ MUTANTS = {
             "not redis",
         ),
     ),
-    "step 2: a room name with a slash gets Django's 404 page": Mutant(
-        step=2,
+    "step2_sync_chat: a room name with a slash gets Django's 404 page": Mutant(
+        step="step2_sync_chat",
         file="chat/urls.py",
         code='    path("<path:room_name>/", views.room, name="room"),\n',
         broken='    path("<str:room_name>/", views.room, name="room"),\n',
@@ -111,8 +111,8 @@ MUTANTS = {
             "tests/test_pages.py::test_room_name_with_a_slash_gets_the_page_that_says_why",
         ),
     ),
-    "step 4: the sender gets its message twice": Mutant(
-        step=4,
+    "step4_testing: the sender gets its message twice": Mutant(
+        step="step4_testing",
         file="chat/consumers.py",
         code=(
             "        await self.channel_layer.group_send(\n"
@@ -131,8 +131,8 @@ MUTANTS = {
             "not redis",
         ),
     ),
-    "step 4: a greeting before anyone speaks": Mutant(
-        step=4,
+    "step4_testing: a greeting before anyone speaks": Mutant(
+        step="step4_testing",
         file="chat/consumers.py",
         code="        await self.accept()\n",
         broken=(
@@ -146,8 +146,8 @@ MUTANTS = {
             "not redis",
         ),
     ),
-    "step 5: message text inserted as HTML": Mutant(
-        step=5,
+    "step5_users: message text inserted as HTML": Mutant(
+        step="step5_users",
         file="chat/templates/chat/room.html",
         code="span.textContent = text;",
         broken="span.innerHTML = text;",
@@ -155,8 +155,8 @@ MUTANTS = {
             "chat/tests.py::TwoUsersChatTests::test_markup_in_a_message_is_shown_as_text",
         ),
     ),
-    "step 6: no catch-up from the database": Mutant(
-        step=6,
+    "step6_history: no catch-up from the database": Mutant(
+        step="step6_history",
         file="chat/consumers.py",
         code='        """Send, from the database, every message newer than this socket has."""\n',
         broken='        """Send, from the database, every message newer than this socket has."""\n'
@@ -168,8 +168,8 @@ MUTANTS = {
             "not redis",
         ),
     ),
-    "step 9: a frame nested too deeply crashes the consumer": Mutant(
-        step=9,
+    "step9_hardening: a frame nested too deeply crashes the consumer": Mutant(
+        step="step9_hardening",
         file="chat/consumers.py",
         code="        except RecursionError:\n",
         broken="        except ZeroDivisionError:\n",
@@ -179,8 +179,8 @@ MUTANTS = {
             "in-memory",
         ),
     ),
-    "step 9: each process counts its own rate limit": Mutant(
-        step=9,
+    "step9_hardening: each process counts its own rate limit": Mutant(
+        step="step9_hardening",
         file="chat/limits.py",
         code="    if settings.REDIS_URL:\n",
         broken="    if False:\n",
@@ -189,8 +189,8 @@ MUTANTS = {
             "chat/test_consumers.py::test_with_redis_the_rate_limit_is_kept_in_redis",
         ),
     ),
-    "step 9: logging out leaves the sockets open": Mutant(
-        step=9,
+    "step9_hardening: logging out leaves the sockets open": Mutant(
+        step="step9_hardening",
         file="chat/signals.py",
         code="    if request is not None and request.session.session_key:\n",
         broken="    if False:\n",
@@ -204,7 +204,7 @@ MUTANTS = {
 
 
 def broken_copy(mutant: Mutant, scratch) -> "os.PathLike":
-    source = find_step(mutant.step).path
+    source = step_named(mutant.step).path
     copy = scratch / source.name
     shutil.copytree(
         source,

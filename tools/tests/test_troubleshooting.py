@@ -19,18 +19,24 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from workshop.layers import TEST_PREFIX
 from workshop.ports import free_port
-from workshop.servers import ServerProcess, runserver
-from workshop.steps import find_step
+from workshop.step_support import load_testsupport
+from workshop.steps import tutorial_consumer_steps, tutorial_tests_step
 
 NOTE = (
     Path(__file__).resolve().parents[2] / "notes" / "troubleshooting.md"
 ).read_text()
-STEP2 = find_step(2).path
-STEP3 = find_step(3).path
-STEP4 = find_step(4).path
+# The tutorial's chat (its protocol, no login): the synchronous consumer's step and
+# the asynchronous one's; and the step of the tutorial's browser tests.
+SYNC_CHAT, ASYNC_CHAT = (step.path for step in tutorial_consumer_steps())
+TUTORIAL_TESTS = tutorial_tests_step().path
 ORIGIN = "http://127.0.0.1:8000"
+# The server runs as the steps' own tests run it.
+runserver = load_testsupport("servers").runserver
+ServerProcess = load_testsupport("servers").ServerProcess
+# The keys these tests write to Redis start with this, so that flushing them leaves a
+# shared REDIS_URL's other keys alone.
+REDIS_PREFIX = "workshop-troubleshooting"
 
 
 def in_note(text: str) -> bool:
@@ -96,7 +102,7 @@ def test_wsgi_runserver_when_daphne_is_not_installed(broken_settings):
     env = broken_settings(
         'INSTALLED_APPS = [a for a in INSTALLED_APPS if a != "daphne"]\n'
     )
-    with runserver(STEP2, env=env) as server:
+    with runserver(SYNC_CHAT, env=env) as server:
         port = server.port
         assert server.wait_until_listening(), server.output
         with pytest.raises(urllib.error.HTTPError) as answer:
@@ -120,7 +126,7 @@ def test_daphne_after_staticfiles(broken_settings):
         INSTALLED_APPS.insert(INSTALLED_APPS.index("django.contrib.staticfiles") + 1, "daphne")
     """)
 
-    output = run_manage(STEP2, ["check"], env)
+    output = run_manage(SYNC_CHAT, ["check"], env)
 
     assert_reproduced(
         "?: (daphne.E001) Daphne must be listed before django.contrib.staticfiles in INSTALLED_APPS.",
@@ -132,7 +138,7 @@ def test_asgi_application_not_set(broken_settings):
     env = broken_settings("del ASGI_APPLICATION\n")
 
     output = run_manage(
-        STEP2, ["runserver", f"127.0.0.1:{free_port()}", "--noreload"], env
+        SYNC_CHAT, ["runserver", f"127.0.0.1:{free_port()}", "--noreload"], env
     )
 
     assert_reproduced(
@@ -143,7 +149,7 @@ def test_asgi_application_not_set(broken_settings):
 
 def test_websocket_sent_to_djangos_own_asgi_application():
     output = run_python(
-        STEP2,
+        SYNC_CHAT,
         """
         import asyncio, os
         os.environ["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
@@ -162,7 +168,7 @@ def test_websocket_sent_to_djangos_own_asgi_application():
 
 def test_consumer_routed_without_as_asgi():
     output = run_python(
-        STEP2,
+        SYNC_CHAT,
         """
         import asyncio, os
         os.environ["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
@@ -184,7 +190,7 @@ def test_consumer_routed_without_as_asgi():
 
 def test_models_imported_before_django_is_set_up():
     output = run_python(
-        STEP2,
+        SYNC_CHAT,
         """
         import os
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
@@ -204,7 +210,7 @@ def test_uvicorn_without_a_websocket_library():
         sys.executable, "-m", "uvicorn", "mysite.asgi:application",
         "--port", str(port), "--ws", "none",
     ]  # fmt: skip
-    with ServerProcess(command, STEP3, port) as server:
+    with ServerProcess(command, ASYNC_CHAT, port) as server:
         assert server.wait_until_listening(), server.output
         with pytest.raises(InvalidStatus):
             connect(
@@ -216,10 +222,11 @@ def test_uvicorn_without_a_websocket_library():
 
 
 def chat_pair_across_two_servers(env: dict) -> tuple[str, str | None]:
-    """Start two servers of step 3; a client on each, same room; A speaks. What did B get?"""
+    """Start two servers of the async chat; a client on each, same room; A speaks.
+    What did B get?"""
     servers = []
     for _ in range(2):
-        servers.append(runserver(STEP3, env=env).start())
+        servers.append(runserver(ASYNC_CHAT, env=env).start())
     try:
         for server in servers:
             assert server.wait_until_listening(), server.output
@@ -274,7 +281,7 @@ def test_redis_not_running():
 
 
 def test_origin_validator_refuses_without_an_error():
-    with runserver(STEP2) as server:
+    with runserver(SYNC_CHAT) as server:
         port = server.port
         assert server.wait_until_listening(), server.output
         with pytest.raises(InvalidStatus) as refusal:
@@ -295,7 +302,7 @@ def test_origin_validator_refuses_without_an_error():
 def test_live_server_test_case_with_an_in_memory_database(broken_settings):
     env = broken_settings('DATABASES["default"]["TEST"] = {}\n')
 
-    output = run_manage(STEP4, ["test", "chat.tests"], env)
+    output = run_manage(TUTORIAL_TESTS, ["test", "chat.tests"], env)
 
     assert_reproduced(
         "django.core.exceptions.ImproperlyConfigured: ChannelLiveServerTestCase can not be"
@@ -380,7 +387,7 @@ async def test_redis_py_8_pool_of_100_connections(redis_url):
 
     # The read-timeout fix alone, without "max_connections".
     host = {"address": redis_url, "socket_timeout": None}
-    layer = RedisChannelLayer(hosts=[host], prefix=TEST_PREFIX)
+    layer = RedisChannelLayer(hosts=[host], prefix=REDIS_PREFIX)
 
     with pytest.raises(redis.exceptions.MaxConnectionsError) as error:
         await crowd_joins(layer)
@@ -395,6 +402,6 @@ async def test_redis_layer_with_max_connections_serves_a_crowd(redis_url):
     from channels_redis.core import RedisChannelLayer
 
     host = {"address": redis_url, "socket_timeout": None, "max_connections": 10_000}
-    layer = RedisChannelLayer(hosts=[host], prefix=TEST_PREFIX)
+    layer = RedisChannelLayer(hosts=[host], prefix=REDIS_PREFIX)
 
     await crowd_joins(layer)  # no error

@@ -7,13 +7,11 @@ import sys
 
 import pytest
 
-from workshop.browser import HOW_TO_GET_CHROMIUM
 from workshop.requirements import part_missing
-from workshop.steps import all_steps, project_files
+from workshop.step_support import load_testsupport
+from workshop.steps import project_files, steps_with
 
-STEPS_WITH_BROWSER_TESTS = [
-    s for s in all_steps() if (s.path / "chat/tests.py").exists()
-]
+STEPS_WITH_BROWSER_TESTS = steps_with("chat/tests.py")
 
 
 @pytest.mark.parametrize("step", STEPS_WITH_BROWSER_TESTS, ids=lambda step: step.name)
@@ -35,8 +33,9 @@ def test_manage_py_test_chat_tests_runs_the_browser_tests(step, tmp_path):
     output = result.stdout + result.stderr
 
     assert result.returncode == 0, output[-4000:]
-    if "skipped=" in output:  # no browser here, and none required
-        part_missing(HOW_TO_GET_CHROMIUM, "REQUIRE_BROWSER")
+    if "skipped=" in output:  # no browser here, and none required: say so as it does
+        browser = load_testsupport("browser", step)
+        part_missing(browser.HOW_TO_GET_CHROMIUM, "REQUIRE_BROWSER")
     ran = re.search(r"^Ran (\d+) tests? in", output, re.MULTILINE)
     assert ran and int(ran.group(1)) >= 2, output[-4000:]
     assert "\nOK\n" in output, output[-4000:]

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from workshop.steps import find_step
+from workshop.steps import tutorial_consumer_steps, tutorial_tests_step
 
 # The official tutorial's asynchronous consumer and route (part 3), verbatim in
 # behaviour: no check of the room name.
@@ -52,11 +52,11 @@ websocket_urlpatterns = [
 """
 
 
-def run_in_step3(code: str, tmp_path) -> str:
+def run_in_the_async_chat(code: str, tmp_path) -> str:
     (tmp_path / "tutorial_chat.py").write_text(TUTORIAL_CONSUMER)
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=find_step(3).path,
+        cwd=tutorial_consumer_steps()[1].path,
         env={**os.environ, "PYTHONPATH": str(tmp_path), "REDIS_URL": ""},
         capture_output=True,
         text=True,
@@ -90,7 +90,7 @@ def test_tutorial_consumer_crashes_on_a_room_name_the_layer_refuses(
         "sys.argv[1]", repr(f"/ws/chat/{room_name}/")
     )
 
-    output = run_in_step3(code, tmp_path)
+    output = run_in_the_async_chat(code, tmp_path)
 
     assert "TypeError: Group name must be a valid unicode string" in output, output
 
@@ -98,7 +98,7 @@ def test_tutorial_consumer_crashes_on_a_room_name_the_layer_refuses(
 def test_tutorial_route_has_no_route_for_a_name_with_a_space(tmp_path):
     code = CONNECT_TO_TUTORIAL_ROUTE.replace("sys.argv[1]", repr("/ws/chat/has space/"))
 
-    output = run_in_step3(code, tmp_path)
+    output = run_in_the_async_chat(code, tmp_path)
 
     assert "ValueError: No route found for path 'ws/chat/has space/'." in output, output
 
@@ -107,15 +107,16 @@ def test_tutorial_route_works_for_a_plain_name(tmp_path):
     # The control: the same harness with a name both versions accept.
     code = CONNECT_TO_TUTORIAL_ROUTE.replace("sys.argv[1]", repr("/ws/chat/lobby/"))
 
-    output = run_in_step3(code, tmp_path)
+    output = run_in_the_async_chat(code, tmp_path)
 
     assert "connected: (True, None)" in output, output
 
 
-def copy_of_step4_with_test_database(tmp_path, test_name_expression: str):
-    """A copy of step 4 whose TEST NAME is `test_name_expression`, with one DB test."""
-    step = find_step(4)
-    copy = tmp_path / "step4"
+def copy_with_test_database(tmp_path, test_name_expression: str):
+    """A copy of the tutorial's tests' step whose TEST NAME is `test_name_expression`,
+    with one DB test."""
+    step = tutorial_tests_step()
+    copy = tmp_path / step.name
     shutil.copytree(
         step.path, copy, ignore=shutil.ignore_patterns("*.sqlite3", "__pycache__")
     )
@@ -181,7 +182,7 @@ def run_database_test(step_copy) -> str:
 
 
 def test_tutorial_test_database_setting_deletes_the_development_database(tmp_path):
-    step_copy = copy_of_step4_with_test_database(tmp_path, 'BASE_DIR / "db.sqlite3"')
+    step_copy = copy_with_test_database(tmp_path, 'BASE_DIR / "db.sqlite3"')
     development_database_with_a_user(step_copy)
     assert users_in_development_database(step_copy) == ["learner"]
 
@@ -193,9 +194,7 @@ def test_tutorial_test_database_setting_deletes_the_development_database(tmp_pat
 
 
 def test_step4_test_database_setting_keeps_the_development_database(tmp_path):
-    step_copy = copy_of_step4_with_test_database(
-        tmp_path, 'BASE_DIR / "test_db.sqlite3"'
-    )
+    step_copy = copy_with_test_database(tmp_path, 'BASE_DIR / "test_db.sqlite3"')
     development_database_with_a_user(step_copy)
 
     run_database_test(step_copy)

@@ -19,7 +19,7 @@ from workshop.diffs import BOLD, RESET, colour_lines, html_page, step_diff
 from workshop.diy import WorkspaceError
 from workshop.lessons import check_all, read_manifest, write_diffs
 from workshop.ports import port_in_use
-from workshop.redis_server import RedisServer
+from workshop.redis_process import RedisServer
 from workshop.steps import ROOT, NoSuchStep, Step, all_steps, describe_steps, find_step
 
 

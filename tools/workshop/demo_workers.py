@@ -15,16 +15,18 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-from workshop.accounts import login_cookie, migrate
 from workshop.ports import free_port
-from workshop.redis_server import RedisServer
-from workshop.servers import ServerProcess
+from workshop.redis_process import RedisServer
+from workshop.step_support import load_testsupport
 from workshop.steps import Step
 
 CLIENTS_PER_WORKER = 4
+# Run and log in as the steps' own tests do, with their code.
+accounts = load_testsupport("accounts")
+servers = load_testsupport("servers")
 
 
-def uvicorn_worker(step: Step, env: dict) -> ServerProcess:
+def uvicorn_worker(step: Step, env: dict):
     port = free_port()
     command = [
         sys.executable,
@@ -34,7 +36,7 @@ def uvicorn_worker(step: Step, env: dict) -> ServerProcess:
         "--port",
         str(port),
     ]
-    return ServerProcess(command, step.path, port, env)
+    return servers.ServerProcess(command, step.path, port, env)
 
 
 def drain(socket, quiet: float = 0.3) -> list[dict]:
@@ -54,7 +56,7 @@ def count_receivers(step: Step, env: dict) -> tuple[int, int]:
         for worker in workers:
             if not worker.wait_until_listening(30):
                 raise RuntimeError(f"a worker did not start:\n{worker.output}")
-        cookie = login_cookie(step.path, env, "demo")
+        [cookie] = accounts.login_cookies(step.path, env, ["demo"])
         for worker in workers:
             for _ in range(CLIENTS_PER_WORKER):
                 sockets.append(
@@ -83,7 +85,7 @@ def count_receivers(step: Step, env: dict) -> tuple[int, int]:
 def demo(step: Step) -> int:
     with tempfile.TemporaryDirectory(prefix="workshop-demo-") as scratch:
         database = {"SQLITE_PATH": str(Path(scratch) / "demo.sqlite3")}
-        migrate(step.path, database)
+        accounts.migrate(step.path, database)
         print(
             f"Two worker processes, {CLIENTS_PER_WORKER} clients on each, all in room 'demo'."
         )

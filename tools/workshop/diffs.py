@@ -8,6 +8,7 @@ import html
 import re
 from pathlib import Path
 
+from workshop.file_kinds import lesson_order
 from workshop.steps import Step
 
 RED, GREEN, CYAN, BOLD, RESET = "\033[31m", "\033[32m", "\033[36m", "\033[1m", "\033[0m"
@@ -27,8 +28,6 @@ def read_lines(path: Path) -> list[str]:
 def changed_pairs(old: Step, new: Step):
     """(name, old lines, new lines) for each file that differs: the code first, then
     migrations, tests and the README, so that a diff opens with the lesson itself."""
-    from workshop.lessons import lesson_order
-
     for name in sorted(set(old.files()) | set(new.files()), key=lesson_order):
         old_lines, new_lines = read_lines(old.path / name), read_lines(new.path / name)
         if old_lines != new_lines:

@@ -29,7 +29,8 @@ from workshop.checkpoints import (
     matches,
     plain_words,
 )
-from workshop.lessons import is_code, is_test_file, read_manifest
+from workshop.file_kinds import is_code, is_test_file
+from workshop.lessons import read_manifest
 from workshop.ports import port_in_use
 from workshop.steps import ROOT, Step, find_step, previous_step, project_files
 
@@ -277,7 +278,7 @@ def redis_for_tutorial_settings(found: dict):
     executable = shutil.which("redis-server")
     if not wants_6379 or port_in_use(6379) or not executable:
         return None
-    from workshop.redis_server import RedisServer
+    from workshop.redis_process import RedisServer
 
     print("(Your settings use Redis on port 6379: starting one there for the check.)")
     return RedisServer(executable, port=6379).start()

@@ -9,10 +9,13 @@ file in a step refers to the workshop's own tooling.
 """
 
 import configparser
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workshop.diffs import read_lines, step_diff
+from workshop.file_kinds import counts_in_lesson_size, is_test_file
 from workshop.steps import MANIFEST, ROOT, STEP_FOLDER, Step, all_steps
 
 KINDS = {"first", "feature", "refactor"}
@@ -62,49 +65,12 @@ def workshop_settings(root: Path = ROOT) -> dict[str, str]:
     return dict(parser["workshop"]) if parser.has_section("workshop") else {}
 
 
-def is_test_file(name: str) -> bool:
-    """Tests, and what only the tests use: fixtures, test support, test settings."""
-    file_name = name.rsplit("/", 1)[-1]
-    return (
-        name.startswith(("tests/", "testsupport/"))
-        or file_name in ("tests.py", "conftest.py", "pytest.ini")
-        or file_name.startswith("test_")
-    )
-
-
-def is_migration(name: str) -> bool:
-    return "/migrations/" in f"/{name}"
-
-
-def is_documentation(name: str) -> bool:
-    return name.endswith(".md")
-
-
-def is_code(name: str) -> bool:
-    """What the lesson-size limit counts: not READMEs, tests or migrations."""
-    return not (is_documentation(name) or is_test_file(name) or is_migration(name))
-
-
-def lesson_order(name: str) -> tuple[int, str]:
-    """Code first, then migrations, tests and the README: how a diff is shown."""
-    if is_code(name):
-        return (0, name)
-    if is_migration(name):
-        return (1, name)
-    if is_test_file(name):
-        return (2, name)
-    return (3, name)
-
-
 def changed_code_lines(old: Step, new: Step) -> dict[str, int]:
-    """For each code file that differs: lines added plus lines removed."""
-    import difflib
-
-    from workshop.diffs import read_lines
-
+    """For each file that differs and counts in a lesson's size (see
+    workshop.file_kinds.counts_in_lesson_size): lines added plus lines removed."""
     counts = {}
     for name in changed_files(old, new):
-        if not is_code(name):
+        if not counts_in_lesson_size(name):
             continue
         diff = difflib.unified_diff(
             read_lines(old.path / name), read_lines(new.path / name), n=0
@@ -231,7 +197,7 @@ def quoted_blocks(readme_text: str):
 def check_quoted_code(steps: list[Step], root: Path = ROOT) -> list[str]:
     problems = []
     # A step's README quotes the step's files; a note quotes a step's file by its
-    # path from the top of the repository (step10_production/deploy/release.sh).
+    # path from the top of the repository (stepN_name/deploy/release.sh).
     documents = [(step.path / "README.md", step.path, step.name) for step in steps]
     documents += [
         (note, root, note.relative_to(root).parent.as_posix())
@@ -241,8 +207,8 @@ def check_quoted_code(steps: list[Step], root: Path = ROOT) -> list[str]:
         if not readme.is_file():
             continue
         for path, first_line, rest in quoted_blocks(readme.read_text(encoding="utf-8")):
-            if folder == root and not path.startswith("step"):
-                continue
+            if folder == root and not STEP_FOLDER.fullmatch(path.split("/", 1)[0]):
+                continue  # not a step's file
             source = folder / path
             name = f"{where}/{readme.name}"
             if not source.is_file():
@@ -266,8 +232,6 @@ def diff_file_name(old: Step, new: Step) -> str:
 
 
 def generated_diffs(steps: list[Step]) -> dict[str, str]:
-    from workshop.diffs import step_diff
-
     diffs = {}
     for old, new in zip(steps, steps[1:], strict=False):
         changed, lines = step_diff(old, new)

@@ -101,3 +101,31 @@ def find_step(number: str | int, root: Path = ROOT) -> Step:
 def previous_step(step: Step, root: Path = ROOT) -> Step | None:
     earlier = [other for other in all_steps(root) if other.number < step.number]
     return earlier[-1] if earlier else None
+
+
+def step_named(name: str, root: Path = ROOT) -> Step:
+    """The step in the folder `name` (a data table keyed by folder names finds its
+    steps so, and says so clearly when one has gone)."""
+    for step in all_steps(root):
+        if step.name == name:
+            return step
+    raise NoSuchStep(
+        f'There is no step folder "{name}". The steps are: {describe_steps(root)}.'
+    )
+
+
+def steps_with(name: str, root: Path = ROOT) -> list[Step]:
+    """The steps that have the file `name` (a path in the step folder), in order."""
+    return [step for step in all_steps(root) if (step.path / name).is_file()]
+
+
+def tutorial_consumer_steps(root: Path = ROOT) -> tuple[Step, Step]:
+    """(the step of the tutorial's synchronous consumer, the step of its asynchronous
+    rewrite): the first two steps with a chat/consumers.py."""
+    first, second = steps_with("chat/consumers.py", root)[:2]
+    return first, second
+
+
+def tutorial_tests_step(root: Path = ROOT) -> Step:
+    """The step of the tutorial's tests (part 4): the first with a chat/tests.py."""
+    return steps_with("chat/tests.py", root)[0]

@@ -4,8 +4,8 @@ Each message carries its sender, its number and a monotonic send time, so every
 receiving client can tell its latency. Server and client run on the same machine,
 so their monotonic clocks agree.
 
-Two protocols: "tutorial" ({"message": ...} both ways, steps 2 and 3 and the
-baseline) and "chat" (the last step's JSON frames, each message numbered by the
+Two protocols: "tutorial" ({"message": ...} both ways: the tutorial's consumers and
+the baseline) and "chat" (the last step's JSON frames, each message numbered by the
 server, with a "history" frame on joining).
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.client import connect
 
-TUTORIAL, CHAT = "tutorial", "chat"
+TUTORIAL, CHAT = "tutorial", "chat"  # the protocols
 # Handshakes in flight at once while a room fills: a thousand at once would
 # measure the server's accept queue, not the chat.
 OPEN_BATCH = 50

@@ -17,11 +17,12 @@ from workshop.steps import ROOT
 TEMPLATE = Path(__file__).with_name("performance.md.template")
 NOTES = ROOT / "notes"
 BASELINE = "baseline"
-# The last step's targets (the "Performance you can trust" issue), on the medians.
+# The last step's targets, judged on the medians.
 CPU_TARGET = 8  # × the baseline's CPU per delivery, in the largest room
 MEMORY_TARGET = 2  # × the baseline's RSS per idle connection, in the largest room
 STORM_TARGET_S = 10  # from the kill until every client has caught up
-# The tutorial's async rewrite (step 3's lesson): deliveries/s against the sync one's.
+# The tutorial's asynchronous rewrite of its consumer: deliveries/s against the
+# synchronous one's.
 ASYNC_TARGET = 2
 # Whether each part of an idle connection's memory could be done without.
 CAN_CUT = {

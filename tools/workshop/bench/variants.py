@@ -14,10 +14,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workshop.steps import ROOT, Step, all_steps
+from workshop.bench.load import CHAT, TUTORIAL
+from workshop.steps import ROOT, Step, all_steps, tutorial_consumer_steps
 
 BASELINE = "baseline"
-TUTORIAL, CHAT = "tutorial", "chat"  # the protocols (see load.py)
 APP_SERVER_SCRIPT = Path("deploy/app-server.sh")
 # Set by each deployment, not part of how the server runs: the benchmark sets its own.
 PLACE_OPTIONS = {"--host", "--port", "--workers"}
@@ -57,12 +57,6 @@ class Variant:
         }
 
 
-def tutorial_steps() -> tuple[Step, Step]:
-    """(the synchronous consumer's step, the asynchronous consumer's step)."""
-    with_consumers = [s for s in all_steps() if (s.path / "chat/consumers.py").exists()]
-    return with_consumers[0], with_consumers[1]
-
-
 def last_step() -> Step:
     return all_steps()[-1]
 
@@ -97,7 +91,7 @@ def deployed_uvicorn(step: Step) -> tuple[str, tuple[str, ...], str]:
 
 
 def all_variants(layers: list[str], default_layer: str) -> list[Variant]:
-    sync, asynchronous = tutorial_steps()
+    sync, asynchronous = tutorial_consumer_steps()
     last = last_step()
     _, flags, _ = deployed_uvicorn(last)
     tutorial = [

@@ -1,0 +1,86 @@
+"""A room at full speed (the throughput and burst scenarios): a few members send as
+fast as the server takes it, and every other member should get every message.
+
+Measured on a fresh server: deliveries a second, latency, the share delivered, CPU
+per delivery, and the memory each idle connection added while the room filled.
+"""
+
+import asyncio
+import time
+
+from workshop.bench.harness import Bench
+from workshop.bench.load import RoomResult, run_room
+from workshop.bench.server import CpuWatch, Idle, Server, rss_bytes
+from workshop.bench.variants import Variant
+
+
+def room_figures(result: RoomResult, watch: CpuWatch) -> dict:
+    return {
+        "received": result.received,
+        "duplicates": result.duplicates,
+        "errors": len(result.errors),
+        "delivery_ratio": result.ratio,
+        "deliveries_per_second": result.deliveries_per_second,
+        "p50_ms": result.latency_ms(0.50),
+        "p99_ms": result.latency_ms(0.99),
+        "cpu_us_per_delivery": watch.cpu_used / result.received * 1e6
+        if result.received
+        else None,
+        # Shares of one core, from the first send until the last delivery (or the
+        # end of the wait): a load client near 100 % measures itself.
+        "server_cpu_share": watch.cpu_used / watch.wall,
+        "client_cpu_share": watch.client_used / watch.wall,
+    }
+
+
+def measure(
+    bench: Bench,
+    variant: Variant,
+    scenario: str,
+    clients: int,
+    senders: int,
+    per_sender: int,
+    round_: int,
+) -> None:
+    row = {
+        "variant": variant.key,
+        "scenario": scenario,
+        "round": round_,
+        "clients": clients,
+        "senders": senders,
+        "messages": senders * per_sender,
+        "expected": senders * per_sender * (clients - 1),
+    }
+
+    def run():
+        env = bench.env_for(variant, unlimited=True)
+        with Server(bench, variant, env) as server:
+            time.sleep(0.3)
+            before = rss_bytes(server.pid)
+            watch, filled = CpuWatch(server.pid), {}
+
+            def on_ready():
+                filled["rss"] = rss_bytes(server.pid)
+                watch.start()
+
+            result = asyncio.run(
+                run_room(
+                    server.url(f"{scenario}{round_}"),
+                    clients,
+                    senders,
+                    per_sender,
+                    variant.protocol,
+                    server.origin,
+                    bench.cookies_for(variant, clients),
+                    on_ready=on_ready,
+                    on_done=watch.stop,
+                    idle=Idle(server.pid),
+                    quiet_after=bench.quiet_after(variant),
+                )
+            )
+        return {
+            **room_figures(result, watch),
+            "rss_kib_per_idle_connection": (filled["rss"] - before) / clients / 1024,
+        }
+
+    bench.attempt(row, run)

@@ -1,0 +1,93 @@
+"""What is measured in what order. Every figure is measured in several rounds, each
+time on a fresh server; within a round the baseline goes first in each group and the
+variants follow it, so that a machine that drifts during the run moves both."""
+
+import time
+
+from workshop.bench import cpu_breakdown, memory_breakdown, saturation, steady, storm
+from workshop.bench.harness import Bench
+from workshop.bench.plan import BURST_CLIENTS, BURST_MESSAGES, BURST_SENDERS
+from workshop.bench.storm_clients import page_backoff
+from workshop.bench.variants import BASELINE, CHAT, Variant
+
+# The tutorial's asynchronous consumer under uvicorn: the steady load and the
+# memory breakdown set it beside the baseline and the last step.
+TUTORIAL_ASYNC = "async-uvicorn"
+
+
+def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
+    plan = bench.plan
+    by_key = {v.key: v for v in variants}
+    default = next((v for v in variants if v.default), None)
+    compared = [
+        by_key[key]
+        for key in (BASELINE, TUTORIAL_ASYNC, default.key if default else None)
+        if key in by_key
+    ]
+    backoff = (
+        page_backoff(default.step.path / "chat/templates/chat/room.html")
+        if default
+        else None
+    )
+    for round_ in range(1, plan.rounds + 1):
+        print(f"\n--- round {round_} of {plan.rounds}", flush=True)
+        if "throughput" in scenarios:
+            for size in sorted({*plan.sizes, *plan.tutorial_sizes}):
+                for variant in variants:
+                    sizes = (
+                        plan.sizes
+                        if variant.key == BASELINE or variant.protocol == CHAT
+                        else plan.tutorial_sizes
+                    )
+                    if size in sizes:
+                        saturation.measure(
+                            bench,
+                            variant,
+                            "throughput",
+                            size,
+                            min(plan.senders, size),
+                            plan.per_sender(size),
+                            round_,
+                        )
+        if "burst" in scenarios and plan.burst:
+            for variant in variants:
+                saturation.measure(
+                    bench,
+                    variant,
+                    "burst",
+                    BURST_CLIENTS,
+                    BURST_SENDERS,
+                    BURST_MESSAGES,
+                    round_,
+                )
+        if "steady" in scenarios and plan.steady:
+            for variant in compared:
+                steady.measure(bench, variant, round_)
+        if "storm" in scenarios and plan.storm and default:
+            storm.measure(bench, default, round_, backoff)
+    if "breakdown" in scenarios and plan.breakdowns:
+        print("\n--- breakdowns", flush=True)
+        jobs = [
+            ("memory breakdown", memory_breakdown.measure, variant, plan.memory_clients)
+            for variant in compared
+        ]
+        if default:
+            jobs.append(
+                (
+                    "one user rss",
+                    memory_breakdown.measure_one_user,
+                    default,
+                    plan.profile_clients,
+                )
+            )
+            jobs.append(
+                ("cpu breakdown", cpu_breakdown.measure, default, plan.profile_clients)
+            )
+        for label, measure, variant, clients in jobs:
+            started = time.monotonic()
+            measure(bench, variant, clients)
+            print(
+                f"  {time.monotonic() - started:>4.0f} s {variant.key:<20}"
+                f" {label} N={clients}",
+                flush=True,
+            )
