@@ -40,7 +40,7 @@ check:
 	@$(WORKSHOP) check $(STEP) $(if $(DETAILS),--details) $(if $(QUICK),--quick)
 
 compare:
-	@$(WORKSHOP) compare $(STEP)
+	@$(WORKSHOP) compare $(STEP) $(if $(ALL),--all)
 
 # make manage ARGS="startapp chat": manage.py in workspace/, with the workshop's Python.
 manage:

@@ -377,14 +377,20 @@ def test_after_a_passing_check_the_next_step_carries_on_from_your_code(workspace
     assert mine.read_text().endswith("# mine\n")
 
 
-def test_compare_shows_your_folder_against_the_reference(workspace):
-    workshop(workspace, "start", "3")
+def test_compare_shows_the_files_you_write_and_all_of_them_when_asked(workspace):
+    step = step_named("step5_users")
+    workshop(workspace, "start", str(step.number))
 
     result = workshop(workspace, "compare")
+    everything = workshop(workspace, "compare", "--all")
 
-    assert "step3_async_chat (the reference) -> workspace/ (yours)" in result.stdout
-    assert "-class ChatConsumer(AsyncWebsocketConsumer):" in result.stdout
-    assert "+class ChatConsumer(WebsocketConsumer):" in result.stdout
+    listed = re.findall(r"^  (\S+)$", result.stdout, re.MULTILINE)
+    assert "chat/consumers.py" in listed
+    assert "-class ChatConsumer(AsyncJsonWebsocketConsumer):" in result.stdout
+    assert not [name for name in listed if "test" in name or name.endswith(".md")]
+    assert "make compare ALL=1" in result.stdout
+    listed_all = re.findall(r"^  (\S+)$", everything.stdout, re.MULTILINE)
+    assert {"README.md", "chat/consumers.py", "tests/test_pages.py"} <= set(listed_all)
 
 
 def test_check_without_a_workspace_says_how_to_start(workspace):

@@ -522,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_parser.add_argument("--quick", action="store_true")
     compare_parser = commands.add_parser("compare")
     compare_parser.add_argument("step", nargs="?")
+    compare_parser.add_argument("--all", action="store_true")
     run_parser = commands.add_parser("run")
     run_parser.add_argument("--host", default="127.0.0.1")
     run_parser.add_argument("--port", type=port_number, default=8000)
@@ -773,7 +774,7 @@ def workspace_command(args) -> int:
     if args.command == "check":
         return diy.check(args.step, args.details, args.quick)
     if args.command == "compare":
-        return diy.compare(args.step, sys.stdout.isatty())
+        return diy.compare(args.step, sys.stdout.isatty(), args.all)
     if args.command == "run":
         step = diy.target_step(None)
         if not (diy.WORKSPACE / "manage.py").exists():

@@ -2,7 +2,7 @@
 
     python workshop.py start 3     workspace/ from the end of step 2, to write step 3
     python workshop.py check       step 3's checkpoints against workspace/, in plain words
-    python workshop.py compare     workspace/ against the reference step 3, as a diff
+    python workshop.py compare     workspace/'s lesson files against the reference step 3
     python workshop.py run         run workspace/ on http://127.0.0.1:8000/chat/
 
 workspace/ is ignored by git and by every other workshop command; it remembers in
@@ -11,6 +11,7 @@ What each lesson checks is data: workshop.checkpoints.LESSONS.
 """
 
 import contextlib
+import difflib
 import json
 import os
 import re
@@ -1001,15 +1002,37 @@ def record(step: Step, passed: bool, quick: bool) -> None:
 # --- make compare / make run ---------------------------------------------------------------
 
 
-def compare(number: str | None, colour: bool) -> int:
-    from workshop.diffs import BOLD, RESET, colour_lines, step_diff
+def compare(number: str | None, colour: bool, everything: bool = False) -> int:
+    """The files the lesson has the learner write, against the reference step; with
+    `everything`, every file of the project (tests, test support, READMEs too)."""
+    from workshop.diffs import BOLD, RESET, changed_pairs, colour_lines
 
     step = target_step(number)
-    changed, lines = step_diff(step, Step(step.number, WORKSPACE))
-    header = f"{step.name} (the reference) -> workspace/ (yours): {len(changed)} file(s) differ"
+    mine = Step(step.number, WORKSPACE)
+    wanted = set(written_by_the_learner(step))
+    changed, lines = [], []
+    for name, old_lines, new_lines in changed_pairs(step, mine):
+        if everything or name in wanted:
+            changed.append(name)
+            lines += difflib.unified_diff(
+                old_lines,
+                new_lines,
+                f"{step.name}/{name}" if (step.path / name).exists() else "/dev/null",
+                f"workspace/{name}" if (mine.path / name).exists() else "/dev/null",
+            )
+    whose = "every file" if everything else "the lesson's files that you write"
+    header = (
+        f"{step.name} (the reference) -> workspace/ (yours), {whose}:"
+        f" {len(changed)} differ"
+    )
     print(f"{BOLD}{header}{RESET}" if colour else header)
     for name in changed:
         print(f"  {name}")
+    if not everything:
+        print(
+            "Every file, tests and READMEs too: "
+            + both("make compare ALL=1", "python workshop.py compare --all")
+        )
     print()
     lines = [line if line.endswith("\n") else line + "\n" for line in lines]
     sys.stdout.write(
