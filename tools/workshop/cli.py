@@ -710,18 +710,27 @@ def ci(jobs: int) -> int:
 
 
 BEFORE_AND_AFTER = "checked_before_and_after"
-DO_IT_YOURSELF_PARTS = {  # the longest first
-    # Every test of step 6 waits in vain for its messages: the longest by far.
-    "the ORM mistake": "typical_mistake and ORM",
-    "the tutorial's code": "tutorials_own_code",
-    "steps 2-6": f"{BEFORE_AND_AFTER} and not (step10_ or step9_ or step8_ or step7_)",
-    "step 10": f"{BEFORE_AND_AFTER} and step10_",
-    "step 7": f"{BEFORE_AND_AFTER} and step7_",
-    "step 9": f"{BEFORE_AND_AFTER} and step9_",
-    "step 8": f"{BEFORE_AND_AFTER} and step8_",
-    "typical mistakes": "typical_mistake and not ORM",
-    "the rest": f"not ({BEFORE_AND_AFTER} or tutorials_own_code or typical_mistake)",
-}
+
+
+def do_it_yourself_parts() -> dict[str, str]:
+    """test_do_it_yourself.py in parts that run side by side (pytest -k), the longest
+    first: the tutorial's code, each step checked before and after its lesson (the
+    last steps take longest), then the rest."""
+    from workshop.checkpoints import lesson_checks
+
+    parts = {
+        "the tutorial's code carried on": "carries_on_from_part_to_part",
+        "the tutorial's code": "tutorials_own_code",
+    }
+    for step in reversed(all_steps()):
+        if not lesson_checks(step.name).starts_empty:
+            parts[step.name] = f"{BEFORE_AND_AFTER} and {step.name}"
+    parts["the rest"] = (
+        f"not ({BEFORE_AND_AFTER} or tutorials_own_code or carries_on_from_part)"
+    )
+    return parts
+
+
 # The longest of make ci's maintainer suites, started first.
 LONGEST_FIRST = ("tools/test_do_it_yourself", "tools/test_tests_catch_breakage")
 
@@ -735,7 +744,7 @@ def maintainer_suites() -> list:
         name, target = f"tools/{path.stem}", f"tests/{path.name}"
         if path.stem == "test_do_it_yourself":
             # Each check runs a whole step's tests: in parts, to run side by side.
-            for part, selection in DO_IT_YOURSELF_PARTS.items():
+            for part, selection in do_it_yourself_parts().items():
                 suites.append(
                     Suite(f"{name}[{part}]", tools, [target, "-k", selection])
                 )
