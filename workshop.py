@@ -169,8 +169,7 @@ def run_inside_venv(arguments):
     # Said to this process only: a workshop.py that the command starts (make ci's
     # tests, make test on another Python) chooses its Python afresh.
     os.environ.pop("WORKSHOP_REEXEC", None)
-    # tools/ first: there, `workshop` is the tooling's package, not this file.
-    sys.path.insert(0, str(TOOLS))
+    use_the_tools()
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(TOOLS)]
         + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
@@ -178,6 +177,27 @@ def run_inside_venv(arguments):
     from workshop.cli import main as cli_main
 
     sys.exit(cli_main(arguments))
+
+
+def use_the_tools():
+    # tools/ first: there, `workshop` is the tooling's package, not this file.
+    sys.path.insert(0, str(TOOLS))
+
+
+def print_help():
+    """The help, with nothing but the standard library: no virtualenv needed."""
+    use_the_tools()
+    from workshop.commands import help_text
+
+    venv = choose_venv()
+    python = venv_python(venv)
+    found = version_of(str(python)) if python.exists() else None
+    if found:
+        said = f"Python {found} in {venv.name}"
+    else:
+        this = ".".join(map(str, sys.version_info[:3]))
+        said = f"No {venv.name} yet: the first command makes it with Python {this}"
+    print(help_text(said))
 
 
 def main():
@@ -194,6 +214,12 @@ def main():
         and not venv_python(venv).exists()
     ):
         check_version(sys.executable, ".".join(map(str, sys.version_info[:3])))
+    if (
+        not requested_python
+        and sys.version_info[:2] >= MINIMUM
+        and arguments[:1] in ([], ["help"])
+    ):
+        return print_help()
     python = ensure_venv(requested_python)
     # Once, not again and again, should that Python not be the virtualenv's.
     environment = dict(os.environ, WORKSHOP_REEXEC="1")

@@ -4,6 +4,7 @@ traceback), a Python is chosen once, and stopping a server with Ctrl+C looks nor
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -120,6 +121,71 @@ def stand_in(tmp_path, name: str, script: str) -> str:
     python.write_text(f"#!/bin/sh\n{script}\n")
     python.chmod(0o755)
     return str(python)
+
+
+def test_help_needs_no_virtualenv(tmp_path):
+    venv = tmp_path / "venv"
+
+    result = make(env={"WORKSHOP_VENV": str(venv)})
+
+    assert result.returncode == 0, result.stderr
+    assert "make start STEP=N" in result.stdout
+    assert "No venv yet: the first command makes it" in result.stdout
+    assert not venv.exists()
+
+
+PYTHON_2 = """\
+# Like Python 2: it tells its version, and cannot even read workshop.py.
+if [ "$1" = "-c" ]; then echo 2.7.18; exit 0; fi
+echo '    print(f"Creating {venv.name} ...")' >&2
+echo 'SyntaxError: invalid syntax' >&2
+exit 1"""
+
+
+@pytest.mark.parametrize("form", ["make", "python"])
+def test_a_python_that_cannot_run_the_workshop_gets_the_same_message_with_make(
+    form, tmp_path
+):
+    python_2 = stand_in(tmp_path, "python2", PYTHON_2)
+    missing = "python3.99"
+    env = {"WORKSHOP_VENV": str(tmp_path / "venv")}
+
+    def run(python):
+        if form == "make":
+            return make("help", f"PYTHON={python}", env=env)
+        return workshop("--python", python, "help", env=env)
+
+    old, absent = run(python_2), run(missing)
+
+    assert old.returncode != 0 and absent.returncode != 0
+    assert (
+        f"error: this workshop needs Python 3.10 or newer, but '{python_2}' is Python"
+        " 2.7.18." in old.stderr
+    )
+    assert f"error: '{missing}' was not found." in absent.stderr
+    for result in (old, absent):
+        assert "SyntaxError" not in result.stderr
+        assert "exec:" not in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "venv").exists()
+
+
+def test_make_finds_a_python_called_python_where_there_is_no_python3(tmp_path):
+    only_python = tmp_path / "bin"
+    only_python.mkdir()
+    (only_python / "python").symlink_to(sys.executable)
+
+    result = subprocess.run(
+        [shutil.which("make"), "--no-print-directory", "help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**CLEAN, "PATH": str(only_python)},
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "make start STEP=N" in result.stdout
 
 
 def test_a_python_older_than_3_10_says_which_version_it_found(tmp_path):
