@@ -325,3 +325,101 @@ def test_the_stack_starts_serves_through_nginx_and_stops_on_ctrl_c(tmp_path):
     assert "Stopped." in output.read_text()
     with pytest.raises(OSError):  # nginx is gone
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+# --- stopping a server: whichever of its processes is told ---------------------------
+
+# The processes of `make step1`, each the child of the one before it.
+SERVER_CHAIN = [
+    "make",
+    "workshop.py",
+    "workshop.py in .venv",
+    "workshop.guard",
+    "runserver",
+    "runserver's reloaded server",
+]
+
+
+def gone(process) -> bool:
+    import psutil
+
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def start_the_chain(tmp_path, port: int):
+    """make step1 on the port, until its server listens; with its processes."""
+    import psutil
+
+    output = tmp_path / "output.txt"
+    log = open(output, "w")
+    top = subprocess.Popen(
+        ["make", "--no-print-directory", "step1", f"PORT={port}"],
+        cwd=ROOT, env=CLEAN, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while "Quit the server with CONTROL-C" not in output.read_text():
+        assert top.poll() is None, output.read_text()
+        assert time.monotonic() < deadline, output.read_text()
+        time.sleep(0.2)
+    chain = [psutil.Process(top.pid)]
+    while len(chain) < len(SERVER_CHAIN):
+        children = chain[-1].children()
+        assert len(children) == 1, (SERVER_CHAIN[len(chain) - 1], children)
+        chain.append(children[0])
+    assert not chain[-1].children()
+    return top, chain, output
+
+
+def a_free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_all_gone(chain, top):
+    deadline = time.monotonic() + 60
+    while not all(gone(process) for process in chain):
+        if time.monotonic() > deadline:
+            left = [SERVER_CHAIN[i] for i, p in enumerate(chain) if not gone(p)]
+            for process in chain:
+                if not gone(process):
+                    process.kill()
+            pytest.fail(f"still running: {left}")
+        time.sleep(0.2)
+    top.wait(timeout=10)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux signals")
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("told", range(len(SERVER_CHAIN)), ids=SERVER_CHAIN)
+def test_ctrl_c_or_sigterm_to_any_process_of_a_server_stops_all_of_it(
+    told, signal_name, tmp_path
+):
+    port = a_free_port()
+    top, chain, output = start_the_chain(tmp_path, port)
+
+    chain[told].send_signal(getattr(signal, signal_name))
+
+    wait_until_all_gone(chain, top)
+    text = output.read_text()
+    assert "Stopped." in text
+    assert "Traceback" not in text
+    with pytest.raises(OSError):  # nothing listens on the port any more
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux signals")
+@pytest.mark.parametrize("killed", range(3), ids=SERVER_CHAIN[:3])
+def test_a_server_does_not_outlive_the_command_that_started_it(killed, tmp_path):
+    port = a_free_port()
+    top, chain, output = start_the_chain(tmp_path, port)
+
+    chain[killed].kill()  # SIGKILL: no chance to stop anything itself
+
+    wait_until_all_gone(chain, top)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def local_redis_for(step: Step, required: bool) -> tuple[dict, RedisServer | Non
         print("   in-memory channel layer (the server explains what that cannot do).")
         return {"REDIS_URL": ""}, None
     port = 6379 if not port_in_use(6379) else None
-    server = RedisServer(executable, port=port).start()
+    server = RedisServer(executable, port=port, guarded=True).start()
     print(
         f"== Redis: started redis-server for this run at {server.url} (it stops with"
         f" the server)\n   Commands in another terminal reach it with"
@@ -83,33 +84,82 @@ def local_redis_for(step: Step, required: bool) -> tuple[dict, RedisServer | Non
     return {"REDIS_URL": server.url}, server
 
 
+def guarded(command: list[str]) -> list[str]:
+    """The command under workshop.guard, which ends all of the server (its reloader's
+    child, its workers) when asked, or when this process dies. POSIX only."""
+    if os.name != "posix":
+        return command
+    return [sys.executable, "-m", "workshop.guard", *command]
+
+
 def run_until_interrupted(
     command: list[str], cwd: Path, env: dict, says_stopped: bool = False
 ) -> int:
-    """Run a server until it exits, or until Ctrl+C (or SIGTERM) stops it: then stop it
-    and end normally, with exit status 0 (and "Stopped.", unless it says so itself)."""
-    if hasattr(signal, "SIGTERM"):
-
-        def stop(signum, frame):
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, stop)
-    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env})
+    """Run a server until it ends, or until Ctrl+C (or SIGTERM, SIGHUP) stops it: then
+    stop all of it, and end normally, with exit status 0 (and "Stopped.", unless it
+    says so itself). A server that ends by itself with an error passes that on."""
+    process = subprocess.Popen(guarded(command), cwd=cwd, env={**os.environ, **env})
     try:
-        return process.wait()
+        returncode = process.wait()
+        if returncode != 0 and returncode not in STOPPED:
+            return returncode  # it failed: its own output says why
     except KeyboardInterrupt:
-        # Ctrl+C in a terminal reaches the server too; give it time to stop.
+        stop_server(process)
+    if not says_stopped:
+        print("\nStopped.", flush=True)
+    return 0
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Ctrl+C to the guard, which stops the server's processes in turn (a Windows
+    console's Ctrl+C has reached the server already)."""
+    if os.name == "posix":
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.terminate()
         try:
             process.wait(timeout=10)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        if not says_stopped:
-            print("\nStopped.", flush=True)
-        return 0
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# Exit statuses of a server that SIGINT or SIGTERM ended: by the signal itself (-N),
+# as a shell or workshop.guard reports it (128+N), or passed on by sys.exit(-N), as
+# runserver's reloader does (256-N); and Windows' STATUS_CONTROL_C_EXIT.
+STOPPED = {3221225786} | {
+    status for number in (2, 15) for status in (-number, 128 + number, 256 - number)
+}
+ENDING_SIGNALS = [
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP")
+    if hasattr(signal, name)
+]
+
+
+def stop_like_ctrl_c() -> None:
+    """SIGTERM and SIGHUP end a command as Ctrl+C does; only the first of them counts
+    (a terminal's Ctrl+C and the one workshop.py passes on arrive together), so that
+    stopping is never cut short by a traceback. So does the end of the parent."""
+
+    def interrupt(signum, frame):
+        for ending in ENDING_SIGNALS:
+            signal.signal(ending, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for ending in ENDING_SIGNALS:
+        signal.signal(ending, interrupt)
+    if os.name == "posix":
+        parent = os.getppid()
+
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, daemon=True).start()
 
 
 def check_port(port: int, host: str, again: str) -> None:
@@ -534,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
+    stop_like_ctrl_c()
     try:
         if args.command in (None, "help"):
             print(help_text())

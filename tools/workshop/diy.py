@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -477,9 +478,13 @@ def run_tests(
         output = process.stdout.read()
         process.wait()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # Ctrl+C: pytest's fixtures stop what they started
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         reader.join(timeout=10)
         progress.finish()
     run.output = output + "".join(errors)

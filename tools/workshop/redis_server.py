@@ -3,9 +3,11 @@
 Nothing is mocked: the Redis channel layer is tested against this server.
 """
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -30,9 +32,11 @@ def ping(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
 class RedisServer:
     """One redis-server process on 127.0.0.1, with nothing saved to disk."""
 
-    def __init__(self, executable: str, port: int | None = None):
+    def __init__(self, executable: str, port: int | None = None, guarded=False):
         self.executable = executable
         self.port = port or free_port()
+        # Under workshop.guard: it stops when the process that started it dies.
+        self.guarded = guarded and os.name == "posix"
         self.directory = tempfile.TemporaryDirectory(prefix="workshop-redis-")
         self.process: subprocess.Popen | None = None
 
@@ -51,6 +55,8 @@ class RedisServer:
             "--appendonly", "no",
             "--dir", self.directory.name,
         ]  # fmt: skip
+        if self.guarded:
+            command = [sys.executable, "-m", "workshop.guard", *command]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
