@@ -479,7 +479,8 @@ def run_tests(
         process.wait()
     finally:
         if process.poll() is None:  # Ctrl+C: pytest's fixtures stop what they started
-            process.send_signal(signal.SIGINT)
+            if os.name == "posix":  # (a Windows console's Ctrl+C reached it already)
+                process.send_signal(signal.SIGINT)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
