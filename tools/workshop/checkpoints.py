@@ -635,7 +635,7 @@ def consumer_is_asynchronous(probe: dict) -> str | None:
         return "chat/consumers.py has no ChatConsumer."
     if "SyncConsumer" in bases or "AsyncConsumer" not in bases:
         return (
-            f"ChatConsumer is a {bases[1]} (synchronous): lesson 3 rewrites it as an"
+            f"ChatConsumer is a {bases[1]} (synchronous): the lesson rewrites it as an"
             " AsyncWebsocketConsumer whose handlers are `async def`"
             ' (step3_async_chat/README.md, "What changed").'
         )

@@ -299,11 +299,13 @@ def test(
 # --- make flake-check ------------------------------------------------------------------
 
 
-def flake_check(step_number: str, runs: int, test_paths: list[str]) -> int:
-    """Run a step's browser tests `runs` times in a row; any failure is a flake."""
+def flake_check(step_number: str | None, runs: int, test_paths: list[str]) -> int:
+    """Run a step's browser tests `runs` times in a row; any failure is a flake. By
+    default, of the first step that has them (the lesson that writes them)."""
     from workshop.testrun import environment
 
-    step = find_step(step_number)
+    having = [s for s in all_steps() if all((s.path / p).exists() for p in test_paths)]
+    step = find_step(step_number) if step_number else (having or all_steps())[0]
     missing = [path for path in test_paths if not (step.path / path).exists()]
     if missing:
         raise UserError(
@@ -564,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     standalone_parser.add_argument("steps", nargs="*")
     standalone_parser.add_argument("--jobs", type=positive, default=default_jobs())
     flake_parser = commands.add_parser("flake-check")
-    flake_parser.add_argument("step", nargs="?", default="4")
+    flake_parser.add_argument("step", nargs="?")
     flake_parser.add_argument("--runs", type=positive, default=20)
     flake_parser.add_argument("tests", nargs="*", default=["chat/tests.py"])
     redis_parser = commands.add_parser("redis")
