@@ -323,7 +323,6 @@ class Result:
     outcome: str  # passed | failed | skipped | not run
     words: str = ""  # the failure's (or the skip's) own words: its first line
     text: str = ""  # the failure's whole report
-    file: str = ""
 
 
 @dataclass
@@ -491,9 +490,7 @@ def run_tests(
     run.output = output + "".join(errors)
     read_junit(junit, folder, run)
     for nodeid in collected:
-        run.results.setdefault(
-            test_name(nodeid), Result("not run", file=test_file(nodeid))
-        )
+        run.results.setdefault(test_name(nodeid), Result("not run"))
     return run
 
 
@@ -501,7 +498,7 @@ def read_junit(junit: Path, folder: Path, run: TestRun) -> None:
     if not junit.exists():
         return
     for case in ElementTree.parse(junit).getroot().iter("testcase"):
-        result = Result("passed", file=module_file(case.get("classname", ""), folder))
+        result = Result("passed")
         for child in case:
             words = child.get("message") or ""
             if child.tag in ("failure", "error") and words == "collection failure":
@@ -511,15 +508,15 @@ def read_junit(junit: Path, folder: Path, run: TestRun) -> None:
                 break
             if child.tag in ("failure", "error"):
                 text = (child.text or "") + "\n" + words
-                result = Result("failed", first_line(words), text, result.file)
+                result = Result("failed", first_line(words), text)
             elif child.tag == "skipped" and result.outcome == "passed":
-                result = Result("skipped", first_line(words), file=result.file)
+                result = Result("skipped", first_line(words))
         if result is not None:
             run.results[case.get("name")] = result
 
 
 def module_file(dotted: str, folder: Path) -> str:
-    """chat.tests.TwoUsersChatTests -> chat/tests.py (the longest that exists)."""
+    """chat.test_consumers -> chat/test_consumers.py (the longest that exists)."""
     parts = dotted.split(".")
     for end in range(len(parts), 0, -1):
         candidate = "/".join(parts[:end]) + ".py"
