@@ -349,23 +349,37 @@ def gone(process) -> bool:
         return True
 
 
-def start_the_chain(tmp_path, port: int):
+@pytest.fixture
+def started():
+    """The processes a test started: whatever of them is left is killed after it."""
+    processes = []
+    yield processes
+    for process in processes:
+        if not gone(process):
+            process.kill()
+
+
+def start_the_chain(tmp_path, port: int, started: list):
     """make step1 on the port, until its server listens; with its processes."""
     import psutil
 
     output = tmp_path / "output.txt"
-    log = open(output, "w")
-    top = subprocess.Popen(
-        ["make", "--no-print-directory", "step1", f"PORT={port}"],
-        cwd=ROOT, env=CLEAN, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while "Quit the server with CONTROL-C" not in output.read_text():
-        assert top.poll() is None, output.read_text()
-        assert time.monotonic() < deadline, output.read_text()
-        time.sleep(0.2)
-    chain = [psutil.Process(top.pid)]
+    with open(output, "w") as log:
+        top = subprocess.Popen(
+            ["make", "--no-print-directory", "step1", f"PORT={port}"],
+            cwd=ROOT, env=CLEAN, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    started.append(psutil.Process(top.pid))
+    try:
+        deadline = time.monotonic() + 120
+        while "Quit the server with CONTROL-C" not in output.read_text():
+            assert top.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, output.read_text()
+            time.sleep(0.2)
+    finally:
+        started.extend(started[0].children(recursive=True))
+    chain = [started[0]]
     while len(chain) < len(SERVER_CHAIN):
         children = chain[-1].children()
         assert len(children) == 1, (SERVER_CHAIN[len(chain) - 1], children)
@@ -385,10 +399,7 @@ def wait_until_all_gone(chain, top):
     while not all(gone(process) for process in chain):
         if time.monotonic() > deadline:
             left = [SERVER_CHAIN[i] for i, p in enumerate(chain) if not gone(p)]
-            for process in chain:
-                if not gone(process):
-                    process.kill()
-            pytest.fail(f"still running: {left}")
+            pytest.fail(f"still running: {left}")  # the fixture kills them
         time.sleep(0.2)
     top.wait(timeout=10)
 
@@ -397,10 +408,10 @@ def wait_until_all_gone(chain, top):
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("told", range(len(SERVER_CHAIN)), ids=SERVER_CHAIN)
 def test_ctrl_c_or_sigterm_to_any_process_of_a_server_stops_all_of_it(
-    told, signal_name, tmp_path
+    told, signal_name, tmp_path, started
 ):
     port = a_free_port()
-    top, chain, output = start_the_chain(tmp_path, port)
+    top, chain, output = start_the_chain(tmp_path, port, started)
 
     chain[told].send_signal(getattr(signal, signal_name))
 
@@ -414,9 +425,11 @@ def test_ctrl_c_or_sigterm_to_any_process_of_a_server_stops_all_of_it(
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux signals")
 @pytest.mark.parametrize("killed", range(3), ids=SERVER_CHAIN[:3])
-def test_a_server_does_not_outlive_the_command_that_started_it(killed, tmp_path):
+def test_a_server_does_not_outlive_the_command_that_started_it(
+    killed, tmp_path, started
+):
     port = a_free_port()
-    top, chain, output = start_the_chain(tmp_path, port)
+    top, chain, output = start_the_chain(tmp_path, port, started)
 
     chain[killed].kill()  # SIGKILL: no chance to stop anything itself
 
