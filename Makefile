@@ -4,14 +4,18 @@
 # work: it makes .venv with the pinned requirements the first time, and works the
 # same without make (on Windows too). `make help` shows both forms.
 
-PYTHON ?= python3
-# A Python named on the command line or in the environment (make step1
-# PYTHON=python3.12) is the one .venv is made with, and re-made with if it had
-# another; later commands keep using it.
+# workshop.py runs on a Python 3.7 or newer found here (python3, else python) and
+# makes .venv, with itself or with the Python named on the command line or in the
+# environment (make step1 PYTHON=python3.12): that one is checked by workshop.py,
+# which says clearly what is wrong with it. A named Python is the one .venv is
+# made with, and re-made with if it had another; later commands keep using it.
+LAUNCHER := $(shell for python in python3 python; do \
+	"$$python" -c 'import sys; sys.exit(sys.version_info < (3, 7))' >/dev/null 2>&1 \
+	&& { echo "$$python"; break; }; done)
 # `exec`: the shell that runs a recipe becomes the command, so that Ctrl+C stops the
 # server and the command ends normally (a shell left waiting would die of the
 # Ctrl+C, and make would report "Interrupt").
-WORKSHOP := exec "$(PYTHON)" workshop.py$(if $(filter command line environment,$(origin PYTHON)), --python "$(PYTHON)")
+WORKSHOP = $(if $(LAUNCHER),exec "$(LAUNCHER)" workshop.py$(if $(filter command line environment,$(origin PYTHON)), --python "$(PYTHON)"),$(error No python3 or python (3.7 or newer) on the PATH: install Python 3.10 or newer))
 SERVER_OPTIONS := $(if $(HOST),--host "$(HOST)") $(if $(PORT),--port "$(PORT)") $(if $(WORKERS),--workers "$(WORKERS)")
 TEST_OPTIONS := $(if $(PYTEST_ARGS),--pytest-args "$(PYTEST_ARGS)") $(if $(JOBS),--jobs "$(JOBS)")
 
@@ -40,7 +44,7 @@ check:
 	@$(WORKSHOP) check $(STEP) $(if $(DETAILS),--details) $(if $(QUICK),--quick)
 
 compare:
-	@$(WORKSHOP) compare $(STEP)
+	@$(WORKSHOP) compare $(STEP) $(if $(ALL),--all)
 
 # make manage ARGS="startapp chat": manage.py in workspace/, with the workshop's Python.
 manage:
@@ -71,7 +75,7 @@ demo-inmemory-workers:
 	@$(WORKSHOP) demo-inmemory-workers
 
 flake-check:
-	@$(WORKSHOP) flake-check $(or $(FLAKE_STEP),4) $(if $(RUNS),--runs "$(RUNS)")
+	@$(WORKSHOP) flake-check $(FLAKE_STEP) $(if $(RUNS),--runs "$(RUNS)")
 
 diff:
 	@$(WORKSHOP) diff $(if $(FROM),--from "$(FROM)") $(if $(TO),--to "$(TO)") $(if $(WORDS),--words)

@@ -14,8 +14,11 @@ it, and from then on runs every command inside it. `make <target>` calls this fi
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 # Written for old Pythons too (no newer syntax before this check), so that an old
@@ -169,8 +172,7 @@ def run_inside_venv(arguments):
     # Said to this process only: a workshop.py that the command starts (make ci's
     # tests, make test on another Python) chooses its Python afresh.
     os.environ.pop("WORKSHOP_REEXEC", None)
-    # tools/ first: there, `workshop` is the tooling's package, not this file.
-    sys.path.insert(0, str(TOOLS))
+    use_the_tools()
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(TOOLS)]
         + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
@@ -178,6 +180,102 @@ def run_inside_venv(arguments):
     from workshop.cli import main as cli_main
 
     sys.exit(cli_main(arguments))
+
+
+def use_the_tools():
+    # tools/ first: there, `workshop` is the tooling's package, not this file.
+    sys.path.insert(0, str(TOOLS))
+
+
+def print_help():
+    """The help, with nothing but the standard library: no virtualenv needed."""
+    use_the_tools()
+    from workshop.commands import help_text
+
+    venv = choose_venv()
+    python = venv_python(venv)
+    found = version_of(str(python)) if python.exists() else None
+    if found:
+        said = f"Python {found} in {venv.name}"
+    else:
+        this = ".".join(map(str, sys.version_info[:3]))
+        said = f"No {venv.name} yet: the first command makes it with Python {this}"
+    print(help_text(said))
+
+
+# SIGHUP, SIGINT, SIGQUIT and SIGTERM in a /proc signal mask (bit N-1: signal N).
+FATAL_SIGNALS_MASK = sum(1 << (number - 1) for number in (1, 2, 3, 15))
+FORWARDED = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+             if hasattr(signal, name)]  # fmt: skip
+
+
+def make_is_stopping(pid, caught_before):
+    """Linux: whether the parent, make, has taken a fatal signal. make waits for its
+    recipe's process before it dies of Ctrl+C, and does not pass it on (only SIGTERM):
+    its handler is gone once it has run (SigCgt in /proc)."""
+    caught = signals_caught(pid)
+    return caught is not None and caught & caught_before != caught_before
+
+
+def signals_caught(pid):
+    """The fatal signals (SIGHUP, SIGINT, SIGQUIT, SIGTERM) that a parent which is
+    make handles, as a bit mask; None when it is not make, or not on Linux."""
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            if comm.read().strip() not in ("make", "gmake"):
+                return None
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return int(line.split(":", 1)[1], 16) & FATAL_SIGNALS_MASK
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def watch_the_parent(stop):
+    """Call stop(signal) when this process's parent dies, or is make taking Ctrl+C."""
+    parent = os.getppid()
+    caught_before = signals_caught(parent)
+
+    def watch():
+        while True:
+            time.sleep(0.2)
+            if os.getppid() != parent:
+                return stop(signal.SIGTERM)
+            if caught_before and make_is_stopping(parent, caught_before):
+                return stop(signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def run_passing_signals_on(command, environment):
+    """Run the command in the virtualenv; Ctrl+C, SIGTERM or SIGHUP to this process,
+    or the end of its parent, reaches it too (once), and it stops its server."""
+    process = subprocess.Popen(command, env=environment)
+    received = []
+
+    def pass_on(signum, frame=None):
+        if received:
+            return
+        received.append(signum)
+        # A Windows console's Ctrl+C reaches every process in it already.
+        if os.name != "nt" or signum != signal.SIGINT:
+            try:
+                process.send_signal(signum)
+            except OSError:
+                pass
+
+    for signum in FORWARDED:
+        signal.signal(signum, pass_on)
+    if os.name != "nt":
+        watch_the_parent(pass_on)
+    returncode = process.wait()
+    # Stopped as asked (the command said so itself): 130 and 143 are how a shell
+    # reports SIGINT and SIGTERM, 3221225786 is Windows' Ctrl+C.
+    if received and returncode in (0, 130, 143, -2, -15, 3221225786):
+        returncode = 0
+    return returncode
 
 
 def main():
@@ -194,24 +292,17 @@ def main():
         and not venv_python(venv).exists()
     ):
         check_version(sys.executable, ".".join(map(str, sys.version_info[:3])))
+    if (
+        not requested_python
+        and sys.version_info[:2] >= MINIMUM
+        and arguments[:1] in ([], ["help"])
+    ):
+        return print_help()
     python = ensure_venv(requested_python)
     # Once, not again and again, should that Python not be the virtualenv's.
     environment = dict(os.environ, WORKSHOP_REEXEC="1")
-    process = subprocess.Popen(
-        [str(python), str(Path(__file__).resolve()), *arguments], env=environment
-    )
-    interrupted = False
-    while True:
-        try:
-            returncode = process.wait()
-            break
-        except KeyboardInterrupt:
-            # Ctrl+C reaches the command too, which stops its server and says so;
-            # wait for it, and end as quietly as it does.
-            interrupted = True
-    if interrupted and returncode in (0, 130, -2, 3221225786):  # -2: SIGINT; Windows
-        returncode = 0
-    sys.exit(returncode)
+    command = [str(python), str(Path(__file__).resolve()), *arguments]
+    sys.exit(run_passing_signals_on(command, environment))
 
 
 if __name__ == "__main__":

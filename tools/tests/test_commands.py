@@ -4,6 +4,7 @@ traceback), a Python is chosen once, and stopping a server with Ctrl+C looks nor
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -120,6 +121,71 @@ def stand_in(tmp_path, name: str, script: str) -> str:
     python.write_text(f"#!/bin/sh\n{script}\n")
     python.chmod(0o755)
     return str(python)
+
+
+def test_help_needs_no_virtualenv(tmp_path):
+    venv = tmp_path / "venv"
+
+    result = make(env={"WORKSHOP_VENV": str(venv)})
+
+    assert result.returncode == 0, result.stderr
+    assert "make start STEP=N" in result.stdout
+    assert "No venv yet: the first command makes it" in result.stdout
+    assert not venv.exists()
+
+
+PYTHON_2 = """\
+# Like Python 2: it tells its version, and cannot even read workshop.py.
+if [ "$1" = "-c" ]; then echo 2.7.18; exit 0; fi
+echo '    print(f"Creating {venv.name} ...")' >&2
+echo 'SyntaxError: invalid syntax' >&2
+exit 1"""
+
+
+@pytest.mark.parametrize("form", ["make", "python"])
+def test_a_python_that_cannot_run_the_workshop_gets_the_same_message_with_make(
+    form, tmp_path
+):
+    python_2 = stand_in(tmp_path, "python2", PYTHON_2)
+    missing = "python3.99"
+    env = {"WORKSHOP_VENV": str(tmp_path / "venv")}
+
+    def run(python):
+        if form == "make":
+            return make("help", f"PYTHON={python}", env=env)
+        return workshop("--python", python, "help", env=env)
+
+    old, absent = run(python_2), run(missing)
+
+    assert old.returncode != 0 and absent.returncode != 0
+    assert (
+        f"error: this workshop needs Python 3.10 or newer, but '{python_2}' is Python"
+        " 2.7.18." in old.stderr
+    )
+    assert f"error: '{missing}' was not found." in absent.stderr
+    for result in (old, absent):
+        assert "SyntaxError" not in result.stderr
+        assert "exec:" not in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "venv").exists()
+
+
+def test_make_finds_a_python_called_python_where_there_is_no_python3(tmp_path):
+    only_python = tmp_path / "bin"
+    only_python.mkdir()
+    (only_python / "python").symlink_to(sys.executable)
+
+    result = subprocess.run(
+        [shutil.which("make"), "--no-print-directory", "help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**CLEAN, "PATH": str(only_python)},
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "make start STEP=N" in result.stdout
 
 
 def test_a_python_older_than_3_10_says_which_version_it_found(tmp_path):
@@ -258,4 +324,115 @@ def test_the_stack_starts_serves_through_nginx_and_stops_on_ctrl_c(tmp_path):
     assert stack.returncode == 0, output.read_text()
     assert "Stopped." in output.read_text()
     with pytest.raises(OSError):  # nginx is gone
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+# --- stopping a server: whichever of its processes is told ---------------------------
+
+# The processes of `make step1`, each the child of the one before it.
+SERVER_CHAIN = [
+    "make",
+    "workshop.py",
+    "workshop.py in .venv",
+    "workshop.guard",
+    "runserver",
+    "runserver's reloaded server",
+]
+
+
+def gone(process) -> bool:
+    import psutil
+
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture
+def started():
+    """The processes a test started: whatever of them is left is killed after it."""
+    processes = []
+    yield processes
+    for process in processes:
+        if not gone(process):
+            process.kill()
+
+
+def start_the_chain(tmp_path, port: int, started: list):
+    """make step1 on the port, until its server listens; with its processes."""
+    import psutil
+
+    output = tmp_path / "output.txt"
+    with open(output, "w") as log:
+        top = subprocess.Popen(
+            ["make", "--no-print-directory", "step1", f"PORT={port}"],
+            cwd=ROOT, env=CLEAN, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    started.append(psutil.Process(top.pid))
+    try:
+        deadline = time.monotonic() + 120
+        while "Quit the server with CONTROL-C" not in output.read_text():
+            assert top.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, output.read_text()
+            time.sleep(0.2)
+    finally:
+        started.extend(started[0].children(recursive=True))
+    chain = [started[0]]
+    while len(chain) < len(SERVER_CHAIN):
+        children = chain[-1].children()
+        assert len(children) == 1, (SERVER_CHAIN[len(chain) - 1], children)
+        chain.append(children[0])
+    assert not chain[-1].children()
+    return top, chain, output
+
+
+def a_free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_all_gone(chain, top):
+    deadline = time.monotonic() + 60
+    while not all(gone(process) for process in chain):
+        if time.monotonic() > deadline:
+            left = [SERVER_CHAIN[i] for i, p in enumerate(chain) if not gone(p)]
+            pytest.fail(f"still running: {left}")  # the fixture kills them
+        time.sleep(0.2)
+    top.wait(timeout=10)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux signals")
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("told", range(len(SERVER_CHAIN)), ids=SERVER_CHAIN)
+def test_ctrl_c_or_sigterm_to_any_process_of_a_server_stops_all_of_it(
+    told, signal_name, tmp_path, started
+):
+    port = a_free_port()
+    top, chain, output = start_the_chain(tmp_path, port, started)
+
+    chain[told].send_signal(getattr(signal, signal_name))
+
+    wait_until_all_gone(chain, top)
+    text = output.read_text()
+    assert "Stopped." in text
+    assert "Traceback" not in text
+    with pytest.raises(OSError):  # nothing listens on the port any more
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux signals")
+@pytest.mark.parametrize("killed", range(3), ids=SERVER_CHAIN[:3])
+def test_a_server_does_not_outlive_the_command_that_started_it(
+    killed, tmp_path, started
+):
+    port = a_free_port()
+    top, chain, output = start_the_chain(tmp_path, port, started)
+
+    chain[killed].kill()  # SIGKILL: no chance to stop anything itself
+
+    wait_until_all_gone(chain, top)
+    with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -1,13 +1,23 @@
-"""What `make check` judges: each step's checkpoints, in plain words.
+"""What `make check` judges: each lesson's checkpoints, in plain words, as data.
 
-A checkpoint is something the lesson teaches, proven by some of the step's own tests
-(named by fnmatch patterns of their function names). A step's tests that no
-checkpoint names prove that the earlier lessons still work. Tests of the workshop's
-deliberate differences from the official tutorial are never failures: `make check`
-reports them as "the workshop's version also ...".
+LESSONS is the one table of lesson knowledge, keyed by step folder name. A lesson
+has checkpoints, each of a kind that says how it is judged (diy.JUDGES):
 
-A diagnosis turns what went wrong (the project's settings and code as a probe sees
-them, or the tests' output) into the one thing to fix, and where the lesson says so.
+- TESTS: some of the step's own tests pass (fnmatch patterns of their function
+  names). A step's tests that no checkpoint names prove that the earlier lessons
+  still work.
+- ASYNCHRONOUS_CONSUMER: the probe of the project (diy.PROBE) finds an
+  asynchronous ChatConsumer.
+- OWN_TESTS_PASS, OWN_TESTS_NOTICE: the lesson writes tests: the learner's own
+  tests run and pass, and fail when group_send reaches nobody.
+- TEST_DATABASE_FILE: the settings give the tests a database file.
+
+Tests of the workshop's deliberate differences from the official tutorial are never
+failures: `make check` reports them as "the workshop's version also ...".
+
+A mistake (MISTAKES) is a known cause found in the tests' output, said once as the
+one thing to fix and where the lesson explains it; a fatal one ends the run at its
+first failing test, since every later test would only meet it again.
 """
 
 import fnmatch
@@ -15,12 +25,40 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+TESTS = "tests"
+ASYNCHRONOUS_CONSUMER = "consumer is asynchronous (probe)"
+OWN_TESTS_PASS = "learner's own tests"
+OWN_TESTS_NOTICE = "learner's tests notice a broken chat"
+TEST_DATABASE_FILE = "test database is a file"
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What to fix when one of these tests fails, when it is another file than the
+    checkpoint's own explanation names (a browser test needs the page, ...)."""
+
+    tests: tuple[str, ...]  # fnmatch patterns of test function names
+    fix: str
+
 
 @dataclass(frozen=True)
 class Checkpoint:
     title: str
-    tests: tuple[str, ...]  # fnmatch patterns of test function names
     explain: str  # what to do when it fails, and where the lesson says so
+    tests: tuple[str, ...] = ()  # fnmatch patterns of test function names
+    kind: str = TESTS
+    hints: tuple[Hint, ...] = ()
+
+    def fixes_for(self, failed: list[str]) -> list[str]:
+        """What to fix for these failing tests: each hint that names one of them,
+        and the checkpoint's explanation for the others, each once."""
+        fixes = []
+        for name in failed:
+            hint = next((h for h in self.hints if matches(name, h.tests)), None)
+            fix = hint.fix if hint else self.explain
+            if fix not in fixes:
+                fixes.append(fix)
+        return fixes or [self.explain]
 
 
 @dataclass(frozen=True)
@@ -34,15 +72,17 @@ class Difference:
 
 
 @dataclass
-class StepChecks:
+class Lesson:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
     # Run the tests on whatever channel layer the learner's settings choose (the
     # tutorial's settings always use Redis), not on each layer the step names.
     layer_from_settings: bool = False
-    # The lesson is writing tests: the learner's own tests are run, and must notice
-    # a chat whose group_send reaches nobody.
-    learner_writes_tests: bool = False
+    # The test files the learner writes in this lesson: theirs are run, not the
+    # step's, and must notice a chat whose group_send reaches nobody.
+    own_tests: tuple[str, ...] = ()
+    # The lesson begins in an empty folder, with startproject.
+    starts_empty: bool = False
 
 
 def matches(test_name: str, patterns: tuple[str, ...]) -> bool:
@@ -85,6 +125,14 @@ REDIS_CROWD = Difference(
     " in CHANNEL_LAYERS)",
     because="redis-py 8 caps a connection pool at 100 connections",
 )
+IN_MEMORY_DEFAULT = Difference(
+    tests=(),
+    also="runs with nothing else installed: the in-memory channel layer, unless"
+    " REDIS_URL is set",
+    because="the official tutorial needs Redis from part 2 on",
+    lacking=lambda found: str(found.get("layer_backend")).startswith("channels_redis"),
+)
+TUTORIAL_DIFFERENCES = [ROOM_NAMES, REDIS_READ_TIMEOUT, REDIS_CROWD, IN_MEMORY_DEFAULT]
 
 CHAT_WORKS = (
     "test_message_comes_back_to_its_sender",
@@ -96,115 +144,116 @@ CHAT_WORKS = (
 TUTORIAL_CHAT = [
     Checkpoint(
         "The room page opens a WebSocket to its room",
-        ("test_room_page_opens_a_socket_to_its_room",),
         "/chat/<room name>/ must render chat/room.html, which opens a socket to"
         " /ws/chat/<room name>/ (chat/views.py, chat/urls.py). See the lesson's"
         ' "What changed".',
+        ("test_room_page_opens_a_socket_to_its_room",),
     ),
     Checkpoint(
         "mysite/asgi.py routes WebSockets to the consumer, checking their origin",
+        'ProtocolTypeRouter needs a "websocket" entry:'
+        " AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(...)))."
+        ' See step2_sync_chat/README.md, "How it works".',
         (
             "test_asgi_application_routes_http_and_websocket",
             "test_handshake_from_another_origin_is_rejected",
             "test_handshake_without_an_origin_header_is_rejected",
         ),
-        'ProtocolTypeRouter needs a "websocket" entry:'
-        " AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(...)))."
-        ' See step2_sync_chat/README.md, "How it works".',
     ),
     Checkpoint(
         "The channel layer works (the tutorial's check in manage.py shell)",
-        ("test_channel_layer_round_trip",),
         "CHANNEL_LAYERS in mysite/settings.py must name a layer that can send and"
         ' receive. See step2_sync_chat/README.md, "How it works".',
+        ("test_channel_layer_round_trip",),
     ),
     Checkpoint(
         "Every socket in a room receives each message, in order, and no other room does",
-        CHAT_WORKS,
         "The consumer joins the room's group in connect() (group_add), sends each"
         " message to the group (group_send), and forwards group messages to its"
         ' socket (chat_message). See step2_sync_chat/README.md, "How it works".',
+        CHAT_WORKS,
     ),
 ]
 
-STEPS: dict[int, StepChecks] = {
-    1: StepChecks(
+# --- the lessons: re-key this table when the step folders are renamed ---------------
+
+LESSONS: dict[str, Lesson] = {
+    "step1_setup": Lesson(
+        starts_empty=True,
         checkpoints=[
             Checkpoint(
                 "The index page asks which chat room to enter",
-                ("test_index_page_asks_for_a_room_name",),
                 "GET /chat/ must render chat/templates/chat/index.html, through"
                 " chat/views.py, chat/urls.py and an include in mysite/urls.py. See"
                 ' step1_setup/README.md, "What changed".',
+                ("test_index_page_asks_for_a_room_name",),
             ),
             Checkpoint(
                 "manage.py runserver is Daphne, serving the ASGI application",
+                '"daphne" goes first in INSTALLED_APPS, and ASGI_APPLICATION ='
+                ' "mysite.asgi.application". See step1_setup/README.md, "How it works".',
                 (
                     "test_runserver_is_daphne_and_serves_the_index_page",
                     "test_manage_py_check_passes_with_daphne_installed_first",
                 ),
-                '"daphne" goes first in INSTALLED_APPS, and ASGI_APPLICATION ='
-                ' "mysite.asgi.application". See step1_setup/README.md, "How it works".',
             ),
             Checkpoint(
                 "mysite/asgi.py is a ProtocolTypeRouter for HTTP",
-                ("test_asgi_application_routes_http_only",),
                 'application = ProtocolTypeRouter({"http": get_asgi_application()}).'
                 ' See step1_setup/README.md, "How it works".',
+                ("test_asgi_application_routes_http_only",),
             ),
             Checkpoint(
                 "There are no room pages yet",
-                ("test_room_pages_do_not_exist_yet",),
                 "/chat/lobby/ is a 404 until step 2: the room page is the next lesson.",
+                ("test_room_pages_do_not_exist_yet",),
             ),
         ],
     ),
-    2: StepChecks(
+    "step2_sync_chat": Lesson(
         checkpoints=TUTORIAL_CHAT,
-        differences=[ROOM_NAMES, REDIS_READ_TIMEOUT, REDIS_CROWD],
+        differences=TUTORIAL_DIFFERENCES,
         layer_from_settings=True,
     ),
-    3: StepChecks(
+    "step3_async_chat": Lesson(
         checkpoints=[
             Checkpoint(
                 "The consumer is asynchronous",
-                (),  # judged by the probe, not by a test: see STATIC_CHECKS
                 "chat/consumers.py: ChatConsumer must be an AsyncWebsocketConsumer whose"
                 " handlers are `async def` and await the channel layer (no"
                 ' async_to_sync). See step3_async_chat/README.md, "What changed".',
+                kind=ASYNCHRONOUS_CONSUMER,
             ),
             *TUTORIAL_CHAT,
         ],
-        differences=[ROOM_NAMES, REDIS_READ_TIMEOUT, REDIS_CROWD],
+        differences=TUTORIAL_DIFFERENCES,
         layer_from_settings=True,
     ),
-    4: StepChecks(
+    "step4_testing": Lesson(
         checkpoints=[
             Checkpoint(
                 "Your browser tests run (python manage.py test chat.tests) and pass",
-                (),  # the learner's own tests: see the check
                 "chat/tests.py: a ChannelsLiveServerTestCase whose tests open the"
                 " room in two windows and check what each shows. See"
                 ' step4_testing/README.md, "What changed".',
+                kind=OWN_TESTS_PASS,
             ),
             Checkpoint(
                 "Your tests notice a chat whose messages reach nobody",
-                (),
                 "With group_send reaching nobody, at least one of your tests must fail:"
                 " check that a second window receives the message. See"
                 ' step4_testing/README.md, "How it works".',
+                kind=OWN_TESTS_NOTICE,
             ),
             Checkpoint(
                 "The test database is a file (a live server needs one)",
-                (),
                 'DATABASES["default"]["TEST"]["NAME"] must name a file. See'
                 ' step4_testing/README.md, "How it works".',
+                kind=TEST_DATABASE_FILE,
             ),
         ],
         differences=[
-            ROOM_NAMES,
-            REDIS_READ_TIMEOUT,
-            REDIS_CROWD,
+            *TUTORIAL_DIFFERENCES,
             Difference(
                 tests=(),
                 also="keeps the tests' database in its own file, test_db.sqlite3",
@@ -217,12 +266,15 @@ STEPS: dict[int, StepChecks] = {
             ),
         ],
         layer_from_settings=True,
-        learner_writes_tests=True,
+        own_tests=("chat/tests.py", "chat/test_consumers.py"),
     ),
-    5: StepChecks(
+    "step5_users": Lesson(
         checkpoints=[
             Checkpoint(
                 "Visitors sign up, log in and log out; the rooms need a login",
+                "Django's auth views at accounts/ (mysite/urls.py), the signup view,"
+                " login_required on the rooms, and the login and signup templates."
+                ' See step5_users/README.md, "What changed".',
                 (
                     "test_rooms_need_a_login",
                     "test_home_page_leads_to_the_rooms",
@@ -234,18 +286,19 @@ STEPS: dict[int, StepChecks] = {
                     "test_a_visitor_signs_up_and_lands_in_the_rooms",
                     "test_runserver_serves_the_login_page",
                 ),
-                "Django's auth views at accounts/ (mysite/urls.py), the signup view,"
-                " login_required on the rooms, and the login and signup templates."
-                ' See step5_users/README.md, "What changed".',
             ),
             Checkpoint(
                 "A socket without a logged-in user is closed with code 4401",
-                ("test_anonymous_socket_*", "test_an_anonymous_socket_*"),
                 'The consumer reads scope["user"]; an anonymous one is accepted, then'
                 " closed with CLOSE_LOGIN_REQUIRED (4401). See step5_users/README.md.",
+                ("test_anonymous_socket_*", "test_an_anonymous_socket_*"),
             ),
             Checkpoint(
                 "Messages are JSON frames that say who wrote them",
+                'The consumer (an AsyncJsonWebsocketConsumer) takes {"type":'
+                ' "message", "text": ...} and sends {"type": "message", "author":'
+                " ...}; anything else gets an error frame. See step5_users/README.md,"
+                ' "The protocol".',
                 (
                     "test_message_carries_its_author_room_and_time",
                     "test_the_author_comes_from_the_session_not_from_the_frame",
@@ -253,71 +306,94 @@ STEPS: dict[int, StepChecks] = {
                     "test_two_logged_in_users_chat_and_see_who_wrote_what",
                     "test_malformed_frame_gets_an_error_and_reaches_nobody",
                 ),
-                'The consumer (an AsyncJsonWebsocketConsumer) takes {"type":'
-                ' "message", "text": ...} and sends {"type": "message", "author":'
-                " ...}; anything else gets an error frame. See step5_users/README.md,"
-                ' "The protocol".',
+                hints=(
+                    Hint(
+                        ("test_two_logged_in_users_chat_and_see_who_wrote_what",),
+                        "A test in a real browser: chat/templates/chat/room.html sends"
+                        ' {"type": "message", "text": ...} and shows each message with'
+                        ' its author. See step5_users/README.md, "What changed".',
+                    ),
+                ),
             ),
         ],
     ),
-    6: StepChecks(
+    "step6_history": Lesson(
         checkpoints=[
             Checkpoint(
                 "Messages are stored, numbered in their room, before anyone gets them",
+                "chat/models.py (Room, Message), a migration, and chat/store.py's"
+                " save_message, called through database_sync_to_async before"
+                ' group_send. See step6_history/README.md, "How it works".',
                 (
                     "test_message_is_stored_before_anyone_receives_it",
                     "test_messages_are_numbered_within_their_room",
                     "test_message_carries_its_author_room_and_time",
                 ),
-                "chat/models.py (Room, Message), a migration, and chat/store.py's"
-                " save_message, called through database_sync_to_async before"
-                ' group_send. See step6_history/README.md, "How it works".',
             ),
             Checkpoint(
                 "A socket gets the history on joining, or what it missed (?after=N)",
+                'The consumer sends a "history" frame after joining the group. See'
+                ' step6_history/README.md, "How it works".',
                 (
                     "test_joining_client_receives_the_last_50_messages",
                     "test_reconnecting_client_receives_everything_after_*",
                     "test_client_that_has_everything_receives_an_empty_history",
                     "test_the_history_is_there_after_a_reload_in_order_and_once",
                 ),
-                'The consumer sends a "history" frame after joining the group. See'
-                ' step6_history/README.md, "How it works".',
+                hints=(
+                    Hint(
+                        ("test_the_history_is_there_after_a_reload_in_order_and_once",),
+                        "A test in a real browser: chat/templates/chat/room.html shows"
+                        ' the messages of the "history" frame, in order, and skips one'
+                        " it already shows (by its id). See step6_history/README.md,"
+                        ' "What changed".',
+                    ),
+                ),
             ),
             Checkpoint(
                 "A gap is filled from the database, and nothing comes twice",
+                "chat_message() skips numbers it has sent and fetches from the"
+                " database when one is missing. See step6_history/README.md.",
                 (
                     "test_messages_the_layer_dropped_are_fetched_*",
                     "test_broadcasts_that_cross_are_shown_in_number_order_once",
                 ),
-                "chat_message() skips numbers it has sent and fetches from the"
-                " database when one is missing. See step6_history/README.md.",
             ),
             Checkpoint(
                 "The page reconnects by itself and catches up",
+                "room.html reconnects with backoff and ?after=<last id>. See"
+                " step6_history/README.md.",
                 (
                     "test_server_killed_and_restarted_clients_catch_up",
                     "test_room_page_reconnects_after_a_server_restart_and_catches_up",
                 ),
-                "room.html reconnects with backoff and ?after=<last id>. See"
-                " step6_history/README.md.",
+                hints=(
+                    Hint(
+                        ("test_server_killed_and_restarted_clients_catch_up",),
+                        "Clients that reconnect with ?after=N get every message after"
+                        " N: chat/consumers.py reads it from the query string. See"
+                        ' step6_history/README.md, "How it works".',
+                    ),
+                ),
             ),
         ],
     ),
-    7: StepChecks(
+    "step7_scaling_out": Lesson(
         checkpoints=[
             Checkpoint(
                 "Several workers share the room through Redis",
+                "CHANNEL_LAYERS on Redis from REDIS_URL (REDIS_LAYER chooses"
+                " channels_redis' layer). See step7_scaling_out/README.md.",
                 (
                     "test_clients_on_two_workers_chat_through_redis",
                     "test_an_unknown_redis_layer_is_refused_with_the_choices",
                     "test_runserver_serves_the_login_page_and_warns_*",
                 ),
-                "CHANNEL_LAYERS on Redis from REDIS_URL (REDIS_LAYER chooses"
-                " channels_redis' layer). See step7_scaling_out/README.md.",
             ),
             Checkpoint(
                 "The chat survives a Redis restart and a burst, with nothing lost",
+                "chat/heartbeat.py joins the groups again and catches up what the"
+                " layer dropped. See step7_scaling_out/README.md.",
                 (
                     "test_redis_restart_mid_conversation",
                     "test_burst_reaches_every_member",
@@ -325,36 +401,45 @@ STEPS: dict[int, StepChecks] = {
                     "test_a_socket_that_drops_during_a_send_still_leaves_the_room",
                     "test_disconnect_leaves_every_group",
                 ),
-                "chat/heartbeat.py joins the groups again and catches up what the"
-                " layer dropped. See step7_scaling_out/README.md.",
             ),
             Checkpoint(
                 "manage.py notify reaches everyone connected",
-                ("test_notify_command_*",),
                 "chat/management/commands/notify.py sends through the channel layer"
                 " to the notifications group. See step7_scaling_out/README.md.",
+                ("test_notify_command_*",),
             ),
         ],
     ),
-    8: StepChecks(
+    "step8_presence": Lesson(
         checkpoints=[
             Checkpoint(
                 "Everyone sees who is online, across processes",
+                "A Presence row per socket, refreshed by the heartbeat, and a"
+                ' coalesced "presence" broadcast. See step8_presence/README.md.',
                 (
                     "test_presence_*",
                     "test_two_sockets_of_one_user_count_once",
                     "test_a_crowd_joining_at_once_shares_presence_broadcasts",
                     "test_each_user_sees_who_is_online",
                 ),
-                "A Presence row per socket, refreshed by the heartbeat, and a"
-                ' coalesced "presence" broadcast. See step8_presence/README.md.',
+                hints=(
+                    Hint(
+                        ("test_each_user_sees_who_is_online",),
+                        "A test in a real browser: chat/templates/chat/room.html shows"
+                        ' the users of the "presence" frame. See'
+                        " step8_presence/README.md.",
+                    ),
+                ),
             ),
         ],
     ),
-    9: StepChecks(
+    "step9_hardening": Lesson(
         checkpoints=[
             Checkpoint(
                 "Hostile input gets an error frame; the server serves everyone else",
+                "Check a frame's size before parsing it, and answer anything that is"
+                " not a valid message with a typed error frame. See"
+                " step9_hardening/README.md.",
                 (
                     "test_malformed_frame_gets_an_error_and_changes_nothing",
                     "test_a_frame_over_the_size_limit_*",
@@ -363,12 +448,11 @@ STEPS: dict[int, StepChecks] = {
                     "test_a_frame_over_the_servers_limit_*",
                     "test_an_after_that_is_not_a_message_number_*",
                 ),
-                "Check a frame's size before parsing it, and answer anything that is"
-                " not a valid message with a typed error frame. See"
-                " step9_hardening/README.md.",
             ),
             Checkpoint(
                 "Limits: message size, and a rate limit per user across workers",
+                "chat/limits.py counts each user's messages in Redis. See"
+                " step9_hardening/README.md.",
                 (
                     "test_text_over_4_kib_*",
                     "test_message_size_limit_is_configurable",
@@ -378,24 +462,35 @@ STEPS: dict[int, StepChecks] = {
                     "test_a_message_the_server_refuses_stays_in_the_box_*",
                     "test_a_refused_message_comes_back_*",
                 ),
-                "chat/limits.py counts each user's messages in Redis. See"
-                " step9_hardening/README.md.",
+                hints=(
+                    Hint(
+                        (
+                            "test_a_message_the_server_refuses_stays_in_the_box_*",
+                            "test_a_refused_message_comes_back_*",
+                        ),
+                        "A test in a real browser: chat/templates/chat/room.html puts a"
+                        " refused message's text back into the box, with the reason."
+                        " See step9_hardening/README.md.",
+                    ),
+                ),
             ),
             Checkpoint(
                 "Logging out closes that session's sockets; catch-up is bounded",
+                "chat/signals.py on user_logged_out; catch-up a page at a time. See"
+                " step9_hardening/README.md.",
                 (
                     "test_logging_out_*",
                     "test_a_reconnect_far_behind_*",
                 ),
-                "chat/signals.py on user_logged_out; catch-up a page at a time. See"
-                " step9_hardening/README.md.",
             ),
         ],
     ),
-    10: StepChecks(
+    "step10_production": Lesson(
         checkpoints=[
             Checkpoint(
                 "Production settings come from the environment; check --deploy is clean",
+                "mysite/settings.py reads DJANGO_*, DATABASE_URL and STATIC_ROOT. See"
+                " step10_production/README.md.",
                 (
                     "test_*settings*",
                     "test_*database*",
@@ -404,11 +499,11 @@ STEPS: dict[int, StepChecks] = {
                     "test_logging_in_over_plain_http_*",
                     "test_collectstatic_*",
                 ),  # fmt: skip
-                "mysite/settings.py reads DJANGO_*, DATABASE_URL and STATIC_ROOT. See"
-                " step10_production/README.md.",
             ),
             Checkpoint(
                 "nginx in front of two app servers, with PostgreSQL and Redis",
+                "deploy/: the nginx configuration, app-server.sh and release.sh. See"
+                " step10_production/README.md.",
                 (
                     "test_users_on_both_app_servers_*",
                     "test_static_files_come_from_nginx",
@@ -417,39 +512,87 @@ STEPS: dict[int, StepChecks] = {
                     "test_a_browser_logs_in_and_chats_through_the_proxy",
                     "test_an_app_server_killed_*",
                 ),  # fmt: skip
-                "deploy/: the nginx configuration, app-server.sh and release.sh. See"
-                " step10_production/README.md.",
             ),
         ],
     ),
 }
 
 
-# --- diagnoses: the one thing that is wrong ------------------------------------------
+def lesson_checks(step_name: str) -> Lesson:
+    return LESSONS.get(step_name, Lesson())
+
+
+# --- mistakes: the one thing that is wrong ------------------------------------------
 
 
 @dataclass(frozen=True)
-class Diagnosis:
-    message: str
+class Mistake:
+    pattern: str  # a regular expression searched in the tests' output
+    says: str  # what is wrong and what to do; {1}, {2}, ...: the pattern's groups
+    # Every test would meet it again: the run stops at its first failing test.
+    fatal: bool = False
 
 
-def diagnose(probe: dict, output: str, step: int) -> list[Diagnosis]:
-    """What is wrong, most fundamental first, from the probe of the learner's
-    project (see diy.PROBE) and the tests' output."""
-    found = []
+MISTAKES = [
+    Mistake(
+        r"can't be used in 'await' expression",
+        "A consumer is routed without .as_asgi(): in chat/routing.py write"
+        " consumers.ChatConsumer.as_asgi() (step2_sync_chat/README.md).",
+        fatal=True,
+    ),
+    Mistake(
+        r"SynchronousOnlyOperation",
+        "The asynchronous consumer calls the Django ORM directly, which may block"
+        " the event loop, so Django refuses: wrap the database code with"
+        " database_sync_to_async (notes/sync-vs-async.md).",
+        fatal=True,
+    ),
+    Mistake(
+        r"coroutine '((?:\w+\.)*(\w+))' was never awaited",
+        "An await is missing: {1}() was called but not awaited, so it did nothing."
+        " In an async consumer, write `await ...{2}(...)`"
+        " (step3_async_chat/README.md).",
+        fatal=True,
+    ),
+    Mistake(
+        r"You cannot use AsyncToSync in the same thread as an async event loop",
+        "async_to_sync is called from async code: in an async consumer, await the"
+        " channel layer's coroutines directly (step3_async_chat/README.md).",
+        fatal=True,
+    ),
+    Mistake(
+        r"AppRegistryNotReady",
+        "mysite/asgi.py imports the routing (and so the models) before"
+        " get_asgi_application() has set Django up: call it first"
+        " (step2_sync_chat/README.md).",
+    ),
+    Mistake(
+        r"Error 111 connecting to ([\d.]+):(\d+)",
+        "Your settings use Redis at {1}:{2}, and nothing answers there: start one"
+        " (`make redis`), or use the in-memory layer (step2_sync_chat/README.md,"
+        " Troubleshooting).",
+    ),
+]
 
-    def say(message):
-        found.append(Diagnosis(message))
 
+def found_mistake(mistake: Mistake, text: str) -> str | None:
+    """What the mistake says, if the text shows it."""
+    seen = re.search(mistake.pattern, text)
+    return mistake.says.format(seen[0], *seen.groups()) if seen else None
+
+
+def probe_problems(probe: dict, routes_websockets: bool) -> list[str]:
+    """What the probe of the learner's project (see diy.PROBE) shows is wrong, most
+    fundamental first. `routes_websockets`: the lesson's project routes them."""
     if probe.get("error"):
-        say(
+        return [
             f"Your project does not start: {probe['error']}. Fix that first"
             " (`make run` shows the whole error)."
-        )
-        return found
+        ]
+    found = []
     apps = probe.get("installed_apps", [])
     if "daphne" not in apps:
-        say(
+        found.append(
             'INSTALLED_APPS does not list "daphne", so `manage.py runserver` is'
             " Django's own WSGI server, which cannot speak WebSocket: every /ws/"
             ' address gets a 404. Put "daphne" first in INSTALLED_APPS'
@@ -458,77 +601,41 @@ def diagnose(probe: dict, output: str, step: int) -> list[Diagnosis]:
     elif "django.contrib.staticfiles" in apps and apps.index("daphne") > apps.index(
         "django.contrib.staticfiles"
     ):
-        say(
+        found.append(
             '"daphne" comes after "django.contrib.staticfiles" in INSTALLED_APPS, whose'
             " runserver then wins. Move it to the top (step1_setup/README.md)."
         )
     if not probe.get("asgi_application"):
-        say(
+        found.append(
             'mysite/settings.py has no ASGI_APPLICATION = "mysite.asgi.application":'
             " Daphne's runserver does not know what to serve (step1_setup/README.md)."
         )
-    if step >= 2 and "websocket" not in probe.get("protocols", ["websocket"]):
-        say(
+    if routes_websockets and "websocket" not in probe.get("protocols", ["websocket"]):
+        found.append(
             'mysite/asgi.py routes only "http": add a "websocket" entry to'
             ' ProtocolTypeRouter (step2_sync_chat/README.md, "How it works").'
         )
-    if step >= 2 and probe.get("consumer_source") is not None:
-        source = probe["consumer_source"]
-        if "group_add" not in source:
-            say(
-                "chat/consumers.py never joins the room's group: without"
-                " channel_layer.group_add(...) in connect(), a message sent to the"
-                " group reaches nobody, not even its sender"
-                ' (step2_sync_chat/README.md, "How it works").'
-            )
-    if "can't be used in 'await' expression" in output:
-        say(
-            "A consumer is routed without .as_asgi(): in chat/routing.py write"
-            " consumers.ChatConsumer.as_asgi() (step2_sync_chat/README.md)."
-        )
-    if "SynchronousOnlyOperation" in output:
-        say(
-            "The asynchronous consumer calls the Django ORM directly, which may block"
-            " the event loop, so Django refuses: wrap the database code with"
-            " database_sync_to_async (notes/sync-vs-async.md)."
-        )
-    never_awaited = re.search(r"coroutine '([\w.]+)' was never awaited", output)
-    if never_awaited:
-        say(
-            f"An await is missing: {never_awaited.group(1)}() was called but not"
-            " awaited, so it did nothing. In an async consumer, write"
-            f" `await ...{never_awaited.group(1).rsplit('.', 1)[-1]}(...)`"
-            " (step3_async_chat/README.md)."
-        )
-    if "You cannot use AsyncToSync in the same thread as an async event loop" in output:
-        say(
-            "async_to_sync is called from async code: in an async consumer, await the"
-            " channel layer's coroutines directly (step3_async_chat/README.md)."
-        )
-    if "AppRegistryNotReady" in output:
-        say(
-            "mysite/asgi.py imports the routing (and so the models) before"
-            " get_asgi_application() has set Django up: call it first"
-            " (step2_sync_chat/README.md)."
-        )
-    redis_down = re.search(r"Error 111 connecting to ([\d.]+):(\d+)", output)
-    if redis_down:
-        say(
-            f"Your settings use Redis at {redis_down.group(1)}:{redis_down.group(2)},"
-            " and nothing answers there: start one (`make redis`), or use the"
-            " in-memory layer (step2_sync_chat/README.md, Troubleshooting)."
+    source = probe.get("consumer_source")
+    if source is not None and "group_add" not in source:
+        found.append(
+            "chat/consumers.py never joins the room's group: without"
+            " channel_layer.group_add(...) in connect(), a message sent to the"
+            " group reaches nobody, not even its sender"
+            ' (step2_sync_chat/README.md, "How it works").'
         )
     return found
 
 
 def consumer_is_asynchronous(probe: dict) -> str | None:
     """None if chat/consumers.py's ChatConsumer is asynchronous; else why not."""
+    if probe.get("error"):
+        return f"Your project does not start: {probe['error']}."
     bases = probe.get("consumer_bases", [])
     if not bases:
         return "chat/consumers.py has no ChatConsumer."
     if "SyncConsumer" in bases or "AsyncConsumer" not in bases:
         return (
-            f"ChatConsumer is a {bases[1]} (synchronous): lesson 3 rewrites it as an"
+            f"ChatConsumer is a {bases[1]} (synchronous): the lesson rewrites it as an"
             " AsyncWebsocketConsumer whose handlers are `async def`"
             ' (step3_async_chat/README.md, "What changed").'
         )

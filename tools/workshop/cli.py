@@ -12,9 +12,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from workshop import commands
 from workshop.diffs import BOLD, RESET, colour_lines, html_page, step_diff
 from workshop.diy import WorkspaceError
 from workshop.lessons import check_all, read_manifest, write_diffs
@@ -27,52 +29,8 @@ class UserError(Exception):
     """A mistake in how a command was called; its message says how to fix it."""
 
 
-# (make form, python form, what it does): `help` prints this table.
-COMMANDS = [
-    ("make help", "python workshop.py help", "this list"),
-    ("make stepN", "python workshop.py step N", "run step N on http://127.0.0.1:8000/chat/ (PORT=8001 / --port 8001)"),
-    ("make stepN-workers", "python workshop.py workers N", "step N under uvicorn with several worker processes on Redis (WORKERS=2)"),
-    ("make stepN-stack", "python workshop.py stack N", "the last step as deployed: nginx, two app servers, PostgreSQL, Redis (PORT=8080)"),
-    ("make demo-inmemory-workers", "python workshop.py demo-inmemory-workers", "two workers, one room: who gets a message on the in-memory layer, and on Redis"),
-    ("make start STEP=N", "python workshop.py start N", "your own workspace/ from the end of step N-1, to write step N yourself (FORCE=1 / --force)"),
-    ("make check", "python workshop.py check", "step N's checkpoints against workspace/, in plain words (DETAILS=1 / --details; QUICK=1 / --quick: this lesson's checkpoints only)"),
-    ("make compare", "python workshop.py compare", "workspace/ against the reference step, as a diff"),
-    ("make run", "python workshop.py run", "run workspace/ on http://127.0.0.1:8000/chat/"),
-    ("make manage ARGS=\"startapp chat\"", "python workshop.py manage startapp chat", "python manage.py ... in workspace/, with the workshop's Python"),
-    ("make admin ARGS=\"startproject mysite .\"", "python workshop.py admin startproject mysite .", "django-admin ... in workspace/ (step 1 starts from an empty folder)"),
-    ("make test", "python workshop.py test", "every step's tests, several at once, one summary line per step"),
-    ("make test-stepN", "python workshop.py test N", "step N's tests (PYTEST_ARGS=\"-x -k lobby\" / --pytest-args ...)"),
-    ("make redis", "python workshop.py redis", "run redis-server on port 6379 (or say how to install it)"),
-    ("make diff FROM=2 TO=3", "python workshop.py diff 2 3", "what a lesson changed, code first (WORDS=1 / --words: mark changed words)"),
-    ("make diff-html FROM=2 TO=3", "python workshop.py diff-html 2 3", "the same as a page to project: build/step2-to-step3.html"),
-    ("make diffs", "python workshop.py diffs", "regenerate notes/diffs/ (every consecutive pair of steps)"),
-    ("make check-steps", "python workshop.py check-steps", "check that each step changes only its lesson's files (lessons.ini)"),
-    ("make test-tools", "python workshop.py test tools", "the tooling's own tests (lesson checks, troubleshooting entries, mutants)"),
-    ("make ci", "python workshop.py ci", "everything CI runs: lint, check-steps, every suite, mutants, standalone steps, other Pythons"),
-    ("make standalone", "python workshop.py standalone", "each step copied alone, in a fresh virtualenv with its own requirements: pytest passes"),
-    ("make flake-check", "python workshop.py flake-check 4", "step 4's browser tests 20 times in a row (RUNS= / --runs)"),
-    ("make bench", "python workshop.py bench", "measure the steps' servers against a raw WebSocket baseline; regenerates notes/performance.md"),
-    ("make bench-quick", "python workshop.py bench --quick", "the short smoke run of the benchmark (CI)"),
-    ("make lint", "python workshop.py lint", "ruff check and ruff format --check over every step and the tooling"),
-    ("make format", "python workshop.py format", "let ruff format and fix what it can"),
-    ("make clean", "python workshop.py clean", "remove caches and test leftovers (keeps .venv and every db.sqlite3)"),
-    ("make distclean", "python workshop.py distclean", "also remove .venv (the next command re-creates it)"),
-]  # fmt: skip
-
-
 def help_text() -> str:
-    lines = [
-        f"Channels Chat Workshop. Steps: {describe_steps()}",
-        f"Python {sys.version.split()[0]} in {Path(sys.prefix).name}"
-        " (another one: make <target> PYTHON=python3.12, or"
-        " python workshop.py --python python3.12 <command>)",
-        "",
-    ]
-    width = max(len(make) for make, _, _ in COMMANDS)
-    for make, python, what in COMMANDS:
-        lines.append(f"  {make:<{width}}  {what}")
-        lines.append(f"  {'':<{width}}  without make: {python}")
-    return "\n".join(lines)
+    return commands.help_text(python_line())
 
 
 def python_line() -> str:
@@ -117,7 +75,7 @@ def local_redis_for(step: Step, required: bool) -> tuple[dict, RedisServer | Non
         print("   in-memory channel layer (the server explains what that cannot do).")
         return {"REDIS_URL": ""}, None
     port = 6379 if not port_in_use(6379) else None
-    server = RedisServer(executable, port=port).start()
+    server = RedisServer(executable, port=port, guarded=True).start()
     print(
         f"== Redis: started redis-server for this run at {server.url} (it stops with"
         f" the server)\n   Commands in another terminal reach it with"
@@ -126,33 +84,82 @@ def local_redis_for(step: Step, required: bool) -> tuple[dict, RedisServer | Non
     return {"REDIS_URL": server.url}, server
 
 
+def guarded(command: list[str]) -> list[str]:
+    """The command under workshop.guard, which ends all of the server (its reloader's
+    child, its workers) when asked, or when this process dies. POSIX only."""
+    if os.name != "posix":
+        return command
+    return [sys.executable, "-m", "workshop.guard", *command]
+
+
 def run_until_interrupted(
     command: list[str], cwd: Path, env: dict, says_stopped: bool = False
 ) -> int:
-    """Run a server until it exits, or until Ctrl+C (or SIGTERM) stops it: then stop it
-    and end normally, with exit status 0 (and "Stopped.", unless it says so itself)."""
-    if hasattr(signal, "SIGTERM"):
-
-        def stop(signum, frame):
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, stop)
-    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env})
+    """Run a server until it ends, or until Ctrl+C (or SIGTERM, SIGHUP) stops it: then
+    stop all of it, and end normally, with exit status 0 (and "Stopped.", unless it
+    says so itself). A server that ends by itself with an error passes that on."""
+    process = subprocess.Popen(guarded(command), cwd=cwd, env={**os.environ, **env})
     try:
-        return process.wait()
+        returncode = process.wait()
+        if returncode != 0 and returncode not in STOPPED:
+            return returncode  # it failed: its own output says why
     except KeyboardInterrupt:
-        # Ctrl+C in a terminal reaches the server too; give it time to stop.
+        stop_server(process)
+    if not says_stopped:
+        print("\nStopped.", flush=True)
+    return 0
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Ctrl+C to the guard, which stops the server's processes in turn (a Windows
+    console's Ctrl+C has reached the server already)."""
+    if os.name == "posix":
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.terminate()
         try:
             process.wait(timeout=10)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        if not says_stopped:
-            print("\nStopped.", flush=True)
-        return 0
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# Exit statuses of a server that SIGINT or SIGTERM ended: by the signal itself (-N),
+# as a shell or workshop.guard reports it (128+N), or passed on by sys.exit(-N), as
+# runserver's reloader does (256-N); and Windows' STATUS_CONTROL_C_EXIT.
+STOPPED = {3221225786} | {
+    status for number in (2, 15) for status in (-number, 128 + number, 256 - number)
+}
+ENDING_SIGNALS = [
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP")
+    if hasattr(signal, name)
+]
+
+
+def stop_like_ctrl_c() -> None:
+    """SIGTERM and SIGHUP end a command as Ctrl+C does; only the first of them counts
+    (a terminal's Ctrl+C and the one workshop.py passes on arrive together), so that
+    stopping is never cut short by a traceback. So does the end of the parent."""
+
+    def interrupt(signum, frame):
+        for ending in ENDING_SIGNALS:
+            signal.signal(ending, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for ending in ENDING_SIGNALS:
+        signal.signal(ending, interrupt)
+    if os.name == "posix":
+        parent = os.getppid()
+
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, daemon=True).start()
 
 
 def check_port(port: int, host: str, again: str) -> None:
@@ -292,11 +299,13 @@ def test(
 # --- make flake-check ------------------------------------------------------------------
 
 
-def flake_check(step_number: str, runs: int, test_paths: list[str]) -> int:
-    """Run a step's browser tests `runs` times in a row; any failure is a flake."""
+def flake_check(step_number: str | None, runs: int, test_paths: list[str]) -> int:
+    """Run a step's browser tests `runs` times in a row; any failure is a flake. By
+    default, of the first step that has them (the lesson that writes them)."""
     from workshop.testrun import environment
 
-    step = find_step(step_number)
+    having = [s for s in all_steps() if all((s.path / p).exists() for p in test_paths)]
+    step = find_step(step_number) if step_number else (having or all_steps())[0]
     missing = [path for path in test_paths if not (step.path / path).exists()]
     if missing:
         raise UserError(
@@ -522,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_parser.add_argument("--quick", action="store_true")
     compare_parser = commands.add_parser("compare")
     compare_parser.add_argument("step", nargs="?")
+    compare_parser.add_argument("--all", action="store_true")
     run_parser = commands.add_parser("run")
     run_parser.add_argument("--host", default="127.0.0.1")
     run_parser.add_argument("--port", type=port_number, default=8000)
@@ -556,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     standalone_parser.add_argument("steps", nargs="*")
     standalone_parser.add_argument("--jobs", type=positive, default=default_jobs())
     flake_parser = commands.add_parser("flake-check")
-    flake_parser.add_argument("step", nargs="?", default="4")
+    flake_parser.add_argument("step", nargs="?")
     flake_parser.add_argument("--runs", type=positive, default=20)
     flake_parser.add_argument("tests", nargs="*", default=["chat/tests.py"])
     redis_parser = commands.add_parser("redis")
@@ -576,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
+    stop_like_ctrl_c()
     try:
         if args.command in (None, "help"):
             print(help_text())
@@ -709,18 +720,27 @@ def ci(jobs: int) -> int:
 
 
 BEFORE_AND_AFTER = "checked_before_and_after"
-DO_IT_YOURSELF_PARTS = {  # the longest first
-    # Every test of step 6 waits in vain for its messages: the longest by far.
-    "the ORM mistake": "typical_mistake and ORM",
-    "the tutorial's code": "tutorials_own_code",
-    "steps 2-6": f"{BEFORE_AND_AFTER} and not (step10_ or step9_ or step8_ or step7_)",
-    "step 10": f"{BEFORE_AND_AFTER} and step10_",
-    "step 7": f"{BEFORE_AND_AFTER} and step7_",
-    "step 9": f"{BEFORE_AND_AFTER} and step9_",
-    "step 8": f"{BEFORE_AND_AFTER} and step8_",
-    "typical mistakes": "typical_mistake and not ORM",
-    "the rest": f"not ({BEFORE_AND_AFTER} or tutorials_own_code or typical_mistake)",
-}
+
+
+def do_it_yourself_parts() -> dict[str, str]:
+    """test_do_it_yourself.py in parts that run side by side (pytest -k), the longest
+    first: the tutorial's code, each step checked before and after its lesson (the
+    last steps take longest), then the rest."""
+    from workshop.checkpoints import lesson_checks
+
+    parts = {
+        "the tutorial's code carried on": "carries_on_from_part_to_part",
+        "the tutorial's code": "tutorials_own_code",
+    }
+    for step in reversed(all_steps()):
+        if not lesson_checks(step.name).starts_empty:
+            parts[step.name] = f"{BEFORE_AND_AFTER} and {step.name}"
+    parts["the rest"] = (
+        f"not ({BEFORE_AND_AFTER} or tutorials_own_code or carries_on_from_part)"
+    )
+    return parts
+
+
 # The longest of make ci's maintainer suites, started first.
 LONGEST_FIRST = ("tools/test_do_it_yourself", "tools/test_tests_catch_breakage")
 
@@ -734,7 +754,7 @@ def maintainer_suites() -> list:
         name, target = f"tools/{path.stem}", f"tests/{path.name}"
         if path.stem == "test_do_it_yourself":
             # Each check runs a whole step's tests: in parts, to run side by side.
-            for part, selection in DO_IT_YOURSELF_PARTS.items():
+            for part, selection in do_it_yourself_parts().items():
                 suites.append(
                     Suite(f"{name}[{part}]", tools, [target, "-k", selection])
                 )
@@ -773,7 +793,7 @@ def workspace_command(args) -> int:
     if args.command == "check":
         return diy.check(args.step, args.details, args.quick)
     if args.command == "compare":
-        return diy.compare(args.step, sys.stdout.isatty())
+        return diy.compare(args.step, sys.stdout.isatty(), args.all)
     if args.command == "run":
         step = diy.target_step(None)
         if not (diy.WORKSPACE / "manage.py").exists():

@@ -6,8 +6,10 @@ A step's tests start theirs with the step's own testsupport/redis_server.py. Thi
 one is the workshop's and holds only what its commands need: start, empty, close.
 """
 
+import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -32,9 +34,11 @@ class RedisServer:
     """redis-server on 127.0.0.1 that saves nothing to disk: on `port`, or on a free
     one. close() stops it and removes its working folder."""
 
-    def __init__(self, executable: str, port: int | None = None):
+    def __init__(self, executable: str, port: int | None = None, guarded=False):
         self.executable = executable
         self.port = port or free_port()
+        # Under workshop.guard: it stops when the process that started it dies.
+        self.guarded = guarded and os.name == "posix"
         self.directory = tempfile.TemporaryDirectory(prefix="workshop-redis-")
         self.process: subprocess.Popen | None = None
 
@@ -51,6 +55,8 @@ class RedisServer:
             "--appendonly", "no",
             "--dir", self.directory.name,
         ]  # fmt: skip
+        if self.guarded:
+            command = [sys.executable, "-m", "workshop.guard", *command]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
