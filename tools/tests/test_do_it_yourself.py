@@ -256,9 +256,9 @@ MISTAKES = {
         "step6_history",
         "chat/consumers.py",
         "            frame = await database_sync_to_async(store.save_message)(\n"
-        "                self.room_name, self.user, text\n"
+        "                self.room_name, self.user, message.text\n"
         "            )\n",
-        "            frame = store.save_message(self.room_name, self.user, text)\n",
+        "            frame = store.save_message(self.room_name, self.user, message.text)\n",
         "chat/consumers.py, line {line}: The asynchronous consumer calls the Django"
         " ORM directly",
     ),

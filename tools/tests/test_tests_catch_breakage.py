@@ -155,8 +155,8 @@ MUTANTS = {
             "chat/tests.py::TwoUsersChatTests::test_markup_in_a_message_is_shown_as_text",
         ),
     ),
-    "step6_history: no catch-up from the database": Mutant(
-        step="step6_history",
+    "step7_reconnecting: no catch-up from the database": Mutant(
+        step="step7_reconnecting",
         file="chat/consumers.py",
         code='        """Send, from the database, every message newer than this socket has."""\n',
         broken='        """Send, from the database, every message newer than this socket has."""\n'
@@ -168,19 +168,19 @@ MUTANTS = {
             "not redis",
         ),
     ),
-    "step9_hardening: a frame nested too deeply crashes the consumer": Mutant(
-        step="step9_hardening",
-        file="chat/consumers.py",
-        code="        except RecursionError:\n",
-        broken="        except ZeroDivisionError:\n",
+    "step10_hardening: a frame nested too deeply crashes the consumer": Mutant(
+        step="step10_hardening",
+        file="chat/protocol.py",
+        code="    except RecursionError:\n",
+        broken="    except ZeroDivisionError:\n",
         tests=(
             "chat/test_protocol_properties.py::test_any_text_frame_gets_an_error_or_is_a_message",
             "-k",
             "in-memory",
         ),
     ),
-    "step9_hardening: each process counts its own rate limit": Mutant(
-        step="step9_hardening",
+    "step10_hardening: each process counts its own rate limit": Mutant(
+        step="step10_hardening",
         file="chat/limits.py",
         code="    if settings.REDIS_URL:\n",
         broken="    if False:\n",
@@ -189,11 +189,11 @@ MUTANTS = {
             "chat/test_consumers.py::test_with_redis_the_rate_limit_is_kept_in_redis",
         ),
     ),
-    "step9_hardening: logging out leaves the sockets open": Mutant(
-        step="step9_hardening",
+    "step11_sessions: logging out leaves the sockets open": Mutant(
+        step="step11_sessions",
         file="chat/signals.py",
-        code="    if request is not None and request.session.session_key:\n",
-        broken="    if False:\n",
+        code="    if request is None or not request.session.session_key:\n",
+        broken="    if True:\n",
         tests=(
             "chat/test_consumers.py::test_logging_out_closes_that_sessions_sockets_at_once",
             "-k",

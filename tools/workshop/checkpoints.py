@@ -331,59 +331,87 @@ LESSONS: dict[str, Lesson] = {
                 ),
             ),
             Checkpoint(
-                "A socket gets the history on joining, or what it missed (?after=N)",
-                'The consumer sends a "history" frame after joining the group. See'
+                "A socket gets the room's latest messages on joining, each once",
+                'The consumer sends a "history" frame after joining the group, and'
+                " chat_message() skips a message the history had. See"
                 ' step6_history/README.md, "How it works".',
                 (
                     "test_joining_client_receives_the_last_50_messages",
-                    "test_reconnecting_client_receives_everything_after_*",
-                    "test_client_that_has_everything_receives_an_empty_history",
+                    "test_a_message_in_the_history_is_not_sent_again_by_its_broadcast",
                     "test_the_history_is_there_after_a_reload_in_order_and_once",
+                    "test_the_history_outlives_the_server",
                 ),
                 hints=(
                     Hint(
                         ("test_the_history_is_there_after_a_reload_in_order_and_once",),
                         "A test in a real browser: chat/templates/chat/room.html shows"
-                        ' the messages of the "history" frame, in order, and skips one'
-                        " it already shows (by its id). See step6_history/README.md,"
-                        ' "What changed".',
-                    ),
-                ),
-            ),
-            Checkpoint(
-                "A gap is filled from the database, and nothing comes twice",
-                "chat_message() skips numbers it has sent and fetches from the"
-                " database when one is missing. See step6_history/README.md.",
-                (
-                    "test_messages_the_layer_dropped_are_fetched_*",
-                    "test_broadcasts_that_cross_are_shown_in_number_order_once",
-                ),
-            ),
-            Checkpoint(
-                "The page reconnects by itself and catches up",
-                "room.html reconnects with backoff and ?after=<last id>. See"
-                " step6_history/README.md.",
-                (
-                    "test_server_killed_and_restarted_clients_catch_up",
-                    "test_room_page_reconnects_after_a_server_restart_and_catches_up",
-                ),
-                hints=(
-                    Hint(
-                        ("test_server_killed_and_restarted_clients_catch_up",),
-                        "Clients that reconnect with ?after=N get every message after"
-                        " N: chat/consumers.py reads it from the query string. See"
-                        ' step6_history/README.md, "How it works".',
+                        ' the messages of the "history" frame, in order. See'
+                        ' step6_history/README.md, "What changed".',
                     ),
                 ),
             ),
         ],
     ),
-    "step7_scaling_out": Lesson(
+    "step7_reconnecting": Lesson(
+        checkpoints=[
+            Checkpoint(
+                "A reconnecting socket gets what it missed, and a gap is filled",
+                "With ?after=N the history frame brings every message after N and"
+                ' says where it starts ("after"); chat_message() fetches from the'
+                " database when a number is missing. See"
+                ' step7_reconnecting/README.md, "How it works".',
+                (
+                    "test_reconnecting_client_receives_everything_after_*",
+                    "test_client_that_has_everything_receives_an_empty_history",
+                    "test_a_page_newer_than_the_room_gets_*",
+                    "test_a_history_says_which_message_it_follows",
+                    "test_messages_the_layer_dropped_are_fetched_*",
+                    "test_broadcasts_that_cross_are_shown_in_number_order_once",
+                ),
+            ),
+            Checkpoint(
+                "A message is acknowledged once stored, and stored once however often"
+                " it is sent",
+                'A message with a "client_id" gets an "ack" once stored; chat/store.py'
+                " stores it once per author and client id (chat/models.py, a"
+                ' migration). See step7_reconnecting/README.md, "How it works".',
+                (
+                    "test_a_message_with_a_client_id_is_acknowledged_once_stored",
+                    "test_a_message_sent_again_is_stored_and_shown_once",
+                    "test_two_users_may_make_up_the_same_client_id",
+                    "test_a_client_id_that_is_not_an_id_gets_an_error",
+                    "test_a_message_stored_but_never_acknowledged_is_stored_once",
+                ),
+            ),
+            Checkpoint(
+                "The page reconnects, keeps what you typed pending, and catches up",
+                "chat/templates/chat/room.html reconnects with backoff and"
+                " ?after=<last id>, keeps each message in #chat-pending until its"
+                ' "ack", and sends it again after reconnecting. See'
+                ' step7_reconnecting/README.md, "What changed".',
+                (
+                    "test_server_killed_and_restarted_clients_catch_up",
+                    "test_room_page_reconnects_after_a_server_restart_and_catches_up",
+                    "test_the_page_keeps_a_message_pending_*",
+                    "test_a_page_newer_than_the_restored_database_starts_again",
+                ),
+                hints=(
+                    Hint(
+                        ("test_server_killed_and_restarted_clients_catch_up",),
+                        "Clients that reconnect with ?after=N get every message after"
+                        " N: chat/protocol.py reads it from the query string. See"
+                        ' step7_reconnecting/README.md, "How it works".',
+                    ),
+                ),
+            ),
+        ],
+    ),
+    "step8_scaling_out": Lesson(
         checkpoints=[
             Checkpoint(
                 "Several workers share the room through Redis",
                 "CHANNEL_LAYERS on Redis from REDIS_URL (REDIS_LAYER chooses"
-                " channels_redis' layer). See step7_scaling_out/README.md.",
+                " channels_redis' layer). See step8_scaling_out/README.md.",
                 (
                     "test_clients_on_two_workers_chat_through_redis",
                     "test_an_unknown_redis_layer_is_refused_with_the_choices",
@@ -393,7 +421,7 @@ LESSONS: dict[str, Lesson] = {
             Checkpoint(
                 "The chat survives a Redis restart and a burst, with nothing lost",
                 "chat/heartbeat.py joins the groups again and catches up what the"
-                " layer dropped. See step7_scaling_out/README.md.",
+                " layer dropped. See step8_scaling_out/README.md.",
                 (
                     "test_redis_restart_mid_conversation",
                     "test_burst_reaches_every_member",
@@ -405,17 +433,18 @@ LESSONS: dict[str, Lesson] = {
             Checkpoint(
                 "manage.py notify reaches everyone connected",
                 "chat/management/commands/notify.py sends through the channel layer"
-                " to the notifications group. See step7_scaling_out/README.md.",
+                " to the notifications group (chat/groups.py). See"
+                " step8_scaling_out/README.md.",
                 ("test_notify_command_*",),
             ),
         ],
     ),
-    "step8_presence": Lesson(
+    "step9_presence": Lesson(
         checkpoints=[
             Checkpoint(
                 "Everyone sees who is online, across processes",
                 "A Presence row per socket, refreshed by the heartbeat, and a"
-                ' coalesced "presence" broadcast. See step8_presence/README.md.',
+                ' coalesced "presence" broadcast. See step9_presence/README.md.',
                 (
                     "test_presence_*",
                     "test_two_sockets_of_one_user_count_once",
@@ -426,20 +455,21 @@ LESSONS: dict[str, Lesson] = {
                     Hint(
                         ("test_each_user_sees_who_is_online",),
                         "A test in a real browser: chat/templates/chat/room.html shows"
-                        ' the users of the "presence" frame. See'
-                        " step8_presence/README.md.",
+                        ' the users of the "presence" frame in #presence. See'
+                        " step9_presence/README.md.",
                     ),
                 ),
             ),
         ],
     ),
-    "step9_hardening": Lesson(
+    "step10_hardening": Lesson(
         checkpoints=[
             Checkpoint(
                 "Hostile input gets an error frame; the server serves everyone else",
-                "Check a frame's size before parsing it, and answer anything that is"
-                " not a valid message with a typed error frame. See"
-                " step9_hardening/README.md.",
+                "chat/protocol.py checks a frame's size before parsing it and answers"
+                " anything that is not a valid message with a typed error frame; too"
+                " many of those close the socket (1008). See"
+                " step10_hardening/README.md.",
                 (
                     "test_malformed_frame_gets_an_error_and_changes_nothing",
                     "test_a_frame_over_the_size_limit_*",
@@ -447,12 +477,15 @@ LESSONS: dict[str, Lesson] = {
                     "test_hostile_frames_over_a_real_server_*",
                     "test_a_frame_over_the_servers_limit_*",
                     "test_an_after_that_is_not_a_message_number_*",
+                    "test_too_many_invalid_frames_close_the_socket",
                 ),
             ),
             Checkpoint(
-                "Limits: message size, and a rate limit per user across workers",
-                "chat/limits.py counts each user's messages in Redis. See"
-                " step9_hardening/README.md.",
+                "Limits: message size, messages per second, sockets per user,"
+                " sign-ups per address",
+                "chat/limits.py counts each user's messages (in Redis when there is"
+                " one); the consumer counts a user's sockets; the sign-up view its"
+                " address's sign-ups. See step10_hardening/README.md.",
                 (
                     "test_text_over_4_kib_*",
                     "test_message_size_limit_is_configurable",
@@ -461,6 +494,8 @@ LESSONS: dict[str, Lesson] = {
                     "test_with_redis_the_rate_limit_is_kept_in_redis",
                     "test_a_message_the_server_refuses_stays_in_the_box_*",
                     "test_a_refused_message_comes_back_*",
+                    "test_a_user_with_too_many_sockets_gets_no_more",
+                    "test_sign_up_is_limited_per_address",
                 ),
                 hints=(
                     Hint(
@@ -470,27 +505,41 @@ LESSONS: dict[str, Lesson] = {
                         ),
                         "A test in a real browser: chat/templates/chat/room.html puts a"
                         " refused message's text back into the box, with the reason."
-                        " See step9_hardening/README.md.",
+                        " See step10_hardening/README.md.",
                     ),
                 ),
             ),
             Checkpoint(
-                "Logging out closes that session's sockets; catch-up is bounded",
-                "chat/signals.py on user_logged_out; catch-up a page at a time. See"
-                " step9_hardening/README.md.",
-                (
-                    "test_logging_out_*",
-                    "test_a_reconnect_far_behind_*",
-                ),
+                "A reconnect far behind is caught up a page at a time, and bounded",
+                "chat/store.py's messages_after takes a limit; the history frame says"
+                ' how many it "skipped". See step10_hardening/README.md.',
+                ("test_a_reconnect_far_behind_*",),
             ),
         ],
     ),
-    "step10_production": Lesson(
+    "step11_sessions": Lesson(
+        checkpoints=[
+            Checkpoint(
+                "Logging out closes that session's sockets, even while Redis is down",
+                "chat/signals.py on user_logged_out sends to the session's group"
+                " (chat/groups.py), without waiting long for Redis. See"
+                " step11_sessions/README.md.",
+                ("test_logging_out_*",),
+            ),
+            Checkpoint(
+                "A socket whose login has ended is closed with 4401",
+                "chat/heartbeat.py asks chat/store.py's ended_sessions about its"
+                " sockets' sessions on every beat. See step11_sessions/README.md.",
+                ("test_the_heartbeat_closes_a_socket_whose_login_ended",),
+            ),
+        ],
+    ),
+    "step13_production": Lesson(
         checkpoints=[
             Checkpoint(
                 "Production settings come from the environment; check --deploy is clean",
                 "mysite/settings.py reads DJANGO_*, DATABASE_URL and STATIC_ROOT. See"
-                " step10_production/README.md.",
+                " step13_production/README.md.",
                 (
                     "test_*settings*",
                     "test_*database*",
@@ -498,12 +547,17 @@ LESSONS: dict[str, Lesson] = {
                     "test_secure_cookies_*",
                     "test_logging_in_over_plain_http_*",
                     "test_collectstatic_*",
+                    "test_uvicorn_alone_serves_the_stylesheet_*",
                 ),  # fmt: skip
             ),
+        ],
+    ),
+    "step14_deployment": Lesson(
+        checkpoints=[
             Checkpoint(
                 "nginx in front of two app servers, with PostgreSQL and Redis",
-                "deploy/: the nginx configuration, app-server.sh and release.sh. See"
-                " step10_production/README.md.",
+                "deploy/: the nginx configuration, with app-server.sh and release.sh."
+                " See step14_deployment/README.md.",
                 (
                     "test_users_on_both_app_servers_*",
                     "test_static_files_come_from_nginx",
@@ -511,6 +565,7 @@ LESSONS: dict[str, Lesson] = {
                     "test_logging_in_through_the_proxy_*",
                     "test_a_browser_logs_in_and_chats_through_the_proxy",
                     "test_an_app_server_killed_*",
+                    "test_docker_runs_the_same_files_as_the_tested_stack",
                 ),  # fmt: skip
             ),
         ],
