@@ -152,6 +152,25 @@ def test_code_quoted_in_a_readme_must_match_its_file(workshop_copy):
     ), problems
 
 
+def test_a_protocol_table_that_disagrees_with_protocol_py_is_reported(workshop_copy):
+    step = all_steps(workshop_copy)[-1]
+    protocol = step.path / "chat" / "protocol.py"
+    # A new error code, which the README's table does not list yet.
+    protocol.write_text(
+        protocol.read_text().replace(
+            "ERRORS = {\n", 'ERRORS = {\n    "brand_new": "Not in the README.",\n'
+        )
+    )
+
+    problems = check_all(workshop_copy)
+
+    assert any(
+        f'{step.name}/README.md, "Error codes": the table does not match' in p
+        and "missing: brand_new;" in p
+        for p in problems
+    ), problems
+
+
 def test_a_step_that_imports_the_workshops_tooling_is_reported(workshop_copy):
     step = all_steps(workshop_copy)[0]
     manage = step.path / "manage.py"

@@ -4,10 +4,12 @@
 names, and at most max_changed_code_lines lines of code; every step README has the
 shared skeleton; a refactor step keeps the previous step's tests; the generated
 diffs in notes/diffs/ are fresh; code quoted in a README under a file-path comment
-equals that file; each step's requirements.txt agrees with the top-level one; and no
+equals that file; the README's protocol tables list exactly the frames and codes of
+chat/protocol.py; each step's requirements.txt agrees with the top-level one; and no
 file in a step refers to the workshop's own tooling.
 """
 
+import ast
 import configparser
 import difflib
 import re
@@ -224,6 +226,84 @@ def check_quoted_code(steps: list[Step], root: Path = ROOT) -> list[str]:
     return problems
 
 
+# --- the protocol tables --------------------------------------------------------
+
+# README heading -> the name in chat/protocol.py whose values the table lists.
+PROTOCOL_TABLES = {
+    "Frames a client sends": "CLIENT_FRAMES",
+    "Frames the server sends": "SERVER_FRAMES",
+    "Error codes": "ERRORS",
+    "Close codes": "CLOSE_CODES",
+}
+TABLE_KEY = re.compile(r"^\|\s*`([^`]+)`")
+
+
+def protocol_values(source: str) -> dict[str, set[str]]:
+    """The frame types, error codes and close codes protocol.py defines, read from
+    its source (the steps' modules all have the same import name)."""
+    names, values = {}, {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            names[node.targets[0].id] = node.value
+    for wanted in PROTOCOL_TABLES.values():
+        if wanted not in names:
+            continue
+        node = names[wanted]
+        if isinstance(node, ast.Dict):
+            items = node.keys
+        else:
+            items = node.elts
+        found = set()
+        for item in items:
+            if isinstance(item, ast.Name):  # CLOSE_LOGIN_REQUIRED = 4401
+                item = names[item.id]
+            found.add(str(ast.literal_eval(item)))
+        values[wanted] = found
+    return values
+
+
+def readme_tables(text: str) -> dict[str, set[str]]:
+    """The first column (in backticks) of the table under each protocol heading."""
+    tables, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("#"):
+            heading = line.lstrip("#").strip()
+            current = PROTOCOL_TABLES.get(heading)
+            if current:
+                tables[current] = set()
+        elif current and (key := TABLE_KEY.match(line)):
+            tables[current].add(key.group(1))
+    return tables
+
+
+def check_protocol_tables(steps: list[Step]) -> list[str]:
+    problems = []
+    for step in steps:
+        module, readme = step.path / "chat" / "protocol.py", step.path / "README.md"
+        if not module.is_file() or not readme.is_file():
+            continue
+        defined = protocol_values(module.read_text(encoding="utf-8"))
+        listed = readme_tables(readme.read_text(encoding="utf-8"))
+        for heading, name in PROTOCOL_TABLES.items():
+            if name not in defined:
+                continue
+            if name not in listed:
+                problems.append(
+                    f"{step.name}/README.md has no table under a heading"
+                    f' "{heading}" listing chat/protocol.py\'s {name}'
+                )
+                continue
+            missing = sorted(defined[name] - listed[name])
+            extra = sorted(listed[name] - defined[name])
+            if missing or extra:
+                problems.append(
+                    f'{step.name}/README.md, "{heading}": the table does not match'
+                    f" chat/protocol.py's {name} (missing: {', '.join(missing) or '-'};"
+                    f" not in protocol.py: {', '.join(extra) or '-'})"
+                )
+    return problems
+
+
 # --- generated diffs ------------------------------------------------------------
 
 
@@ -348,6 +428,7 @@ def check_all(root: Path = ROOT) -> list[str]:
         + check_lesson_sizes(steps, root)
         + check_readmes(steps)
         + check_quoted_code(steps, root)
+        + check_protocol_tables(steps)
         + check_requirements(steps, root)
         + check_self_contained(steps)
         + check_diffs(steps, root)
