@@ -892,7 +892,8 @@ async def test_the_users_of_a_server_that_died_are_said_to_have_left(
 async def test_after_a_missed_change_the_socket_gets_the_whole_list(
     open_socket, channel_layer
 ):
-    alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
+    alice = await joined(open_socket, "alice")
+    await joined(open_socket, "bob")
     await presence_after(alice, ["alice", "bob"])
     stale = {"type": "presence_diff", "room": "lobby", "joined": ["x"], "left": []}
 
