@@ -5,7 +5,7 @@ Every open socket needs four things now and then, even when nobody speaks:
 - to join its groups again: group memberships live in the channel layer, so a Redis
   restart forgets them (and a membership older than the layer's group_expiry lapses);
 - to tell the database it is still here, so that presence can tell a live socket
-  from one whose server process died without cleaning up;
+  from one whose server process died without cleaning up (and then tell its room);
 - to notice a message the channel layer dropped after the last one that arrived
   (nothing later reveals that gap), and fetch it.
 - to end when its login has ended (expired, password changed, user deactivated,
@@ -26,6 +26,7 @@ from channels.exceptions import ChannelFull
 from django.conf import settings
 
 from . import store
+from .presence import announce_presence
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class Heartbeat:
             try:
                 await self.join_groups_again()
                 await self.refresh_presence_and_catch_up()
+                await self.announce_presence()
                 await self.close_ended_sessions()
             except Exception:
                 # Redis or the database is unreachable just now. Every socket of
@@ -111,6 +113,16 @@ class Heartbeat:
                     )
                 except ChannelFull:
                     pass  # events are queued for it; the next beat looks again
+
+    async def announce_presence(self):
+        """Tell this process's rooms of any change nobody has told them of: the
+        sockets of a server process that died, no longer refreshed, expire."""
+        consumers = list(self.consumers)
+        if consumers:
+            await announce_presence(
+                consumers[0].channel_layer,
+                {consumer.room_name for consumer in consumers},
+            )
 
     async def close_ended_sessions(self):
         """Sockets whose login has ended (expired, logged out while Redis was down,

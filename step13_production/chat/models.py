@@ -3,11 +3,15 @@ from django.db import models
 
 
 class Room(models.Model):
-    """A chat room, created by its first message. Counts its messages."""
+    """A chat room, created by its first message or visitor. Counts its messages."""
 
     name = models.CharField(max_length=94, unique=True)
     # The number of the room's newest message: each message gets the next one.
     last_number = models.PositiveBigIntegerField(default=0)
+    # Who was online when the room was last told, and how many times it has been:
+    # each change is broadcast as who came and who left, numbered like messages.
+    present = models.JSONField(default=list)
+    presence_version = models.PositiveBigIntegerField(default=0)
 
     def __str__(self):
         return self.name

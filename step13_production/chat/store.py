@@ -6,6 +6,8 @@ must not run on the event loop) and closes stale database connections, as Django
 does at the end of a request.
 """
 
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -113,11 +115,19 @@ def latest_messages(room_name: str, count: int) -> list[dict]:
 # --- presence ---------------------------------------------------------------------------
 
 
-def enter(room_name: str, user, channel_name: str) -> None:
-    Presence.objects.update_or_create(
-        channel_name=channel_name,
-        defaults={"room": room_name, "user": user, "seen": timezone.now()},
+def enter(room_name: str, user, channel_name: str) -> tuple[int, list[str]]:
+    """Count the socket as online in the room. Returns who the room was last told
+    is online, and the version of that list: the socket's starting point, to which
+    the room's next change (which will include this socket) applies."""
+    Presence.objects.create(
+        channel_name=channel_name, room=room_name, user=user, seen=timezone.now()
     )
+    return presence_of(room_name)
+
+
+def presence_of(room_name: str) -> tuple[int, list[str]]:
+    rooms = Room.objects.filter(name=room_name)
+    return rooms.values_list("presence_version", "present").first() or (0, [])
 
 
 def leave(channel_name: str) -> None:
@@ -130,15 +140,48 @@ def sockets_of(user) -> int:
     return Presence.objects.filter(user=user, seen__gte=cutoff).count()
 
 
-def present_users(room_name: str) -> list[str]:
-    """Usernames with at least one live socket in the room, sorted."""
+@dataclass(frozen=True)
+class PresenceChange:
+    room: str
+    version: int
+    joined: list[str]
+    left: list[str]
+
+
+def presence_changes(room_names: set[str]) -> list[PresenceChange]:
+    """For each of these rooms whose users online (with at least one live socket)
+    differ from what the room was last told: record the new list, and return who
+    came and who left. Several processes may ask at once: the version only moves
+    from the one each read, so each change is recorded, and returned, once."""
     cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
-    names = (
-        Presence.objects.filter(room=room_name, seen__gte=cutoff)
-        .values_list("user__username", flat=True)
-        .distinct()
-    )
-    return sorted(names)
+    online, told = defaultdict(set), {}
+    for names in chunks(sorted(room_names)):
+        rows = Presence.objects.filter(room__in=names, seen__gte=cutoff)
+        for room, username in rows.values_list("room", "user__username").distinct():
+            online[room].add(username)
+        rooms = Room.objects.filter(name__in=names)
+        told.update(
+            (name, (version, present))
+            for name, version, present in rooms.values_list(
+                "name", "presence_version", "present"
+            )
+        )
+    changes = []
+    for name in sorted(room_names):
+        now_online = sorted(online[name])
+        if name not in told:
+            Room.objects.get_or_create(name=name)
+            told[name] = presence_of(name)
+        version, present = told[name]
+        while now_online != present:
+            rooms = Room.objects.filter(name=name, presence_version=version)
+            if rooms.update(present=now_online, presence_version=version + 1):
+                joined = sorted(set(now_online) - set(present))
+                left = sorted(set(present) - set(now_online))
+                changes.append(PresenceChange(name, version + 1, joined, left))
+                break
+            version, present = presence_of(name)  # another process was first
+    return changes
 
 
 def beat(channel_names: list[str], room_names: set[str]) -> dict[str, int]:

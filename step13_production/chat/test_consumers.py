@@ -793,11 +793,26 @@ async def test_an_after_that_is_not_a_message_number_gets_an_error_and_the_lates
 
 
 async def presence_after(communicator, users):
-    """Every presence list received until one equals `users`."""
+    """Every list of who is online, as the page keeps it (the whole list, then
+    each change applied), until it equals `users`."""
+    online = getattr(communicator, "online", None)
     seen = []
-    while not seen or seen[-1] != users:
-        seen.append((await next_frame(communicator, "presence"))["users"])
+    while online != users:
+        frame = await communicator.receive_json_from(timeout=PATIENCE)
+        if frame["type"] == "presence":
+            online = frame["users"]
+        elif frame["type"] == "presence_diff":
+            online = sorted(set(online) - set(frame["left"]) | set(frame["joined"]))
+        else:
+            continue
+        seen.append(online)
+    communicator.online = online
     return seen
+
+
+async def next_presence_diff(communicator):
+    frame = await next_frame(communicator, "presence_diff")
+    return frame["joined"], frame["left"]
 
 
 async def test_presence_updates_on_join_and_leave(open_socket):
@@ -811,12 +826,85 @@ async def test_presence_updates_on_join_and_leave(open_socket):
     assert (await presence_after(alice, ["alice"]))[-1] == ["alice"]
 
 
+async def test_a_joiner_gets_the_whole_list_and_the_others_only_who_came(open_socket):
+    alice = await joined(open_socket, "alice")
+    await presence_after(alice, ["alice"])
+
+    bob = await joined(open_socket, "bob")
+
+    assert (await next_frame(bob, "presence"))["users"] == ["alice"]
+    assert await next_presence_diff(bob) == (["bob"], [])
+    assert await next_presence_diff(alice) == (["bob"], [])
+
+
+async def test_the_others_hear_only_who_left(open_socket):
+    alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
+    await presence_after(alice, ["alice", "bob"])
+
+    await bob.disconnect()
+
+    assert await next_presence_diff(alice) == ([], ["bob"])
+
+
 async def test_two_sockets_of_one_user_count_once(open_socket):
     first = await joined(open_socket, "alice")
-    await joined(open_socket, "alice")
+    await presence_after(first, ["alice"])
+    second = await joined(open_socket, "alice")
     await joined(open_socket, "bob")
 
-    assert (await presence_after(first, ["alice", "bob"]))[-1] == ["alice", "bob"]
+    # A barrier: bob's arrival. A change for alice's second socket would come first.
+    assert await next_presence_diff(first) == (["bob"], [])
+
+    await second.disconnect()
+    carol = await joined(open_socket, "carol")
+    # Another barrier: alice still has a socket, so she has not left.
+    assert await next_presence_diff(first) == (["carol"], [])
+    await carol.disconnect()
+    assert await next_presence_diff(first) == ([], ["carol"])
+
+
+@database_sync_to_async
+def socket_of_another_process(username, seen):
+    """A presence row, as a server process writes it for one of its sockets."""
+    user, _ = User.objects.get_or_create(username=username)
+    Presence.objects.update_or_create(
+        channel_name=f"elsewhere!{username}",
+        defaults={"room": "lobby", "user": user, "seen": seen},
+    )
+
+
+async def test_the_users_of_a_server_that_died_are_said_to_have_left(
+    open_socket, settings
+):
+    alice = await joined(open_socket, "alice")
+    await socket_of_another_process("ghost", timezone.now())
+    await joined(open_socket, "bob")  # the room is told: ghost and bob came
+    await presence_after(alice, ["alice", "bob", "ghost"])
+
+    # ghost's server process died: nothing refreshes its row any more.
+    expired = timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS + 1)
+    await socket_of_another_process("ghost", timezone.now() - expired)
+    settings.CHAT_HEARTBEAT_SECONDS = 0.05
+
+    assert await next_presence_diff(alice) == ([], ["ghost"])
+
+
+async def test_after_a_missed_change_the_socket_gets_the_whole_list(
+    open_socket, channel_layer
+):
+    alice = await joined(open_socket, "alice")
+    await joined(open_socket, "bob")
+    await presence_after(alice, ["alice", "bob"])
+    stale = {"type": "presence_diff", "room": "lobby", "joined": ["x"], "left": []}
+
+    # Numbered far beyond the room's list: changes in between never came.
+    await channel_layer.group_send(
+        "chat_lobby",
+        {"type": "chat.presence_diff", "version": 1000, "frame": json.dumps(stale)},
+    )
+
+    frame = await alice.receive_json_from(timeout=PATIENCE)
+    assert frame == {"type": "presence", "room": "lobby", "users": ["alice", "bob"]}
 
 
 async def test_a_crowd_joining_at_once_shares_presence_broadcasts(
@@ -835,8 +923,9 @@ async def test_a_crowd_joining_at_once_shares_presence_broadcasts(
     while (frame := await first.receive_json_from(timeout=PATIENCE))[
         "type"
     ] != "message":
-        broadcasts.append(frame["users"])
-    assert len(broadcasts) <= 2, f"six joins, {len(broadcasts)} broadcasts"
+        broadcasts.append(frame)
+    # The whole list on joining, then one or two changes.
+    assert len(broadcasts) <= 3, f"six joins, {len(broadcasts)} presence frames"
     assert broadcasts[-1] == everyone
 
 

@@ -129,10 +129,11 @@ async def check_nothing_else_happened(alice, bob, sent_text=None):
     assert not alice.future.done(), "alice's consumer ended"
     barrier = f"barrier {next(barrier_numbers)}"
     await bob.send_json_to({"type": "message", "text": barrier})
+    presence = ("presence", "presence_diff")
     to_alice = [
-        f for f in await frames_until(alice, barrier) if f["type"] != "presence"
+        f for f in await frames_until(alice, barrier) if f["type"] not in presence
     ]
-    to_bob = [f for f in await frames_until(bob, barrier) if f["type"] != "presence"]
+    to_bob = [f for f in await frames_until(bob, barrier) if f["type"] not in presence]
     assert len(to_alice) == 1, to_alice
     answer = to_alice[0]
     if answer["type"] == "error":

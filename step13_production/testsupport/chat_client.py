@@ -26,6 +26,7 @@ class ChatClient:
         self.messages: list[dict] = []  # every message, in the order shown
         self.frames: list[dict] = []  # every frame received
         self.pending: dict[str, str] = {}  # client id -> text, until acknowledged
+        self.online: set[str] = set()  # the presence frames applied, as the page does
 
     def connect(self, timeout: float = 5) -> "ChatClient":
         after = "" if self.last_id is None else f"?after={self.last_id}"
@@ -67,6 +68,10 @@ class ChatClient:
         self.frames.append(frame)
         if frame["type"] == "ack":
             self.pending.pop(frame["client_id"], None)
+        elif frame["type"] == "presence":
+            self.online = set(frame["users"])
+        elif frame["type"] == "presence_diff":
+            self.online = (self.online | set(frame["joined"])) - set(frame["left"])
         found = frame["messages"] if frame["type"] == "history" else [frame]
         for message in found:
             if message.get("type") == "message" and (

@@ -13,12 +13,10 @@ from django.conf import settings
 from . import limits, protocol, store
 from .groups import NOTIFICATIONS, room_group, session_group
 from .heartbeat import heartbeat
+from .presence import announce_presence_soon
 from .protocol import CLOSE_LOGIN_REQUIRED, CLOSE_POLICY_VIOLATION, Refused
 from .room_names import is_valid_room_name
 
-# Rooms of this process with a presence broadcast already on its way.
-PENDING_PRESENCE = set()
-BACKGROUND_TASKS = set()
 # One lock per room and event loop (an asyncio lock belongs to one event loop).
 ROOM_LOCKS = weakref.WeakKeyDictionary()
 
@@ -35,13 +33,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     Speaks the JSON protocol of the README: the browser sends {"type": "message",
     "text": ..., "client_id": ...}; the server sends "history", "message", "ack",
-    "presence", "notification" and "error" frames. Every message is stored before
+    "presence", "presence_diff", "notification" and "error" frames. Every message is stored before
     it is broadcast, and numbered within its room, so that a socket that missed
     some gets them from the database.
     """
 
     joined = False  # in the room's group and the heartbeat, with a presence row
     delivered = 0  # the number of the newest message this socket has been sent
+    presence_version = 0  # the version of the room's presence list the page has
 
     async def __call__(self, scope, receive, send):
         try:
@@ -93,10 +92,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(refusal.frame())
             after = None
         await self.send_history(after)
-        await database_sync_to_async(store.enter)(
+        # Who is online, as the room was last told: the page applies the room's
+        # changes to it from here on (chat_presence_diff).
+        self.presence_version, users = await database_sync_to_async(store.enter)(
             self.room_name, self.user, self.channel_name
         )
-        await self.broadcast_presence()
+        await self.send_json(
+            {"type": "presence", "room": self.room_name, "users": users}
+        )
+        announce_presence_soon(self.channel_layer, self.room_name)
         # From now on the process's heartbeat joins this socket's groups again now
         # and then, keeps its presence fresh, and catches up what the layer dropped
         # (chat/heartbeat.py).
@@ -183,9 +187,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.delivered < event["newest"]:
             await self.catch_up()
 
-    async def chat_presence(self, event):
+    async def chat_presence_diff(self, event):
+        """Who came and who left. Changes are numbered: one this page already has is
+        skipped; after a missing one (sent by another process, still on its way, or
+        dropped by the layer) the page gets the whole list again."""
+        version = event["version"]
+        if version <= self.presence_version:
+            return
+        if version == self.presence_version + 1:
+            await self.send(text_data=event["frame"])
+            self.presence_version = version
+            return
+        self.presence_version, users = await database_sync_to_async(store.presence_of)(
+            self.room_name
+        )
         await self.send_json(
-            {"type": "presence", "room": self.room_name, "users": event["users"]}
+            {"type": "presence", "room": self.room_name, "users": users}
         )
 
     async def chat_logout(self, event):
@@ -231,7 +248,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         heartbeat().discard(self)
         await self.leave_groups()
         await database_sync_to_async(store.leave)(self.channel_name)
-        await self.broadcast_presence()
+        announce_presence_soon(self.channel_layer, self.room_name)
 
     async def send_history(self, after):
         """The room's latest messages, or with ?after=N the messages after N, a
@@ -269,32 +286,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         history = {"type": "history", "room": self.room_name, "after": after}
         history["messages"] = frames
         await self.send_json({**history, "skipped": skipped} if skipped else history)
-
-    async def broadcast_presence(self):
-        """Tell the room who is online, at most once per PRESENCE_COALESCE_SECONDS.
-
-        When 1000 people join at once (a meeting starts, a server restarts), one
-        broadcast per join would send a million frames; instead, joins and leaves
-        within the interval share one broadcast of the list as it then is. It runs
-        in the background, so that joining and leaving do not wait for it.
-        """
-        room = self.room_group_name
-        if room in PENDING_PRESENCE:
-            return
-        PENDING_PRESENCE.add(room)
-        task = asyncio.create_task(self.broadcast_presence_soon(room))
-        BACKGROUND_TASKS.add(task)  # keep a reference until it is done
-        task.add_done_callback(BACKGROUND_TASKS.discard)
-
-    async def broadcast_presence_soon(self, room):
-        try:
-            await asyncio.sleep(settings.PRESENCE_COALESCE_SECONDS)
-        finally:
-            PENDING_PRESENCE.discard(room)
-        users = await database_sync_to_async(store.present_users)(self.room_name)
-        await self.channel_layer.group_send(
-            room, {"type": "chat.presence", "users": users}
-        )
 
 
 class NoSuchPath(AsyncWebsocketConsumer):

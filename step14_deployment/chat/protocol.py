@@ -15,7 +15,15 @@ from django.conf import settings
 
 # What a client sends, and what the server sends (see the README: the protocol).
 CLIENT_FRAMES = ("message",)
-SERVER_FRAMES = ("history", "message", "ack", "presence", "notification", "error")
+SERVER_FRAMES = (
+    "history",
+    "message",
+    "ack",
+    "presence",
+    "presence_diff",
+    "notification",
+    "error",
+)
 
 # Close codes. 1008 is the WebSocket standard's "policy violation"; 4000-4999 are
 # for applications.

@@ -386,15 +386,19 @@ def test_presence_updates_when_a_socket_dies_without_a_close_frame(
     bob = clients(server.port, bob_cookie)
 
     def presence_is(users):
-        return lambda c: any(
-            f["type"] == "presence" and f["users"] == users for f in c.frames[-3:]
-        )
+        return lambda c: c.online == set(users)
 
     assert alice.wait_for(presence_is(["alice", "bob"]))
 
     bob.vanish()
 
     assert alice.wait_for(presence_is(["alice"]), timeout=10), server.output[-2000:]
+    assert alice.frames[-1] == {
+        "type": "presence_diff",
+        "room": "lobby",
+        "joined": [],
+        "left": ["bob"],
+    }
 
 
 def test_room_page_reconnects_after_a_server_restart_and_catches_up(
