@@ -66,22 +66,30 @@ class Heartbeat:
         while True:
             # Read on every beat, so that a changed setting takes effect (tests).
             await asyncio.sleep(settings.CHAT_HEARTBEAT_SECONDS)
-            try:
-                await self.join_groups_again()
-                await self.refresh_presence_and_catch_up()
-                await self.announce_presence()
-                await self.close_ended_sessions()
-            except Exception:
-                # Redis or the database is unreachable just now. Every socket of
-                # this process depends on this task, so it never stops: the next
-                # beat tries again.
-                logger.exception(
-                    "Heartbeat failed; trying again in %s s",
-                    settings.CHAT_HEARTBEAT_SECONDS,
-                )
+            # Each duty on its own: while Redis is down, groups cannot be joined
+            # again, but presence must still be refreshed, or everyone would seem
+            # to have left.
+            for duty in (
+                self.join_groups_again,
+                self.refresh_presence_and_catch_up,
+                self.announce_presence,
+                self.close_ended_sessions,
+            ):
+                try:
+                    await duty()
+                except Exception:
+                    # Redis or the database is unreachable just now. Every socket
+                    # of this process depends on this task, so it never stops: the
+                    # next beat tries again.
+                    logger.exception(
+                        "Heartbeat: %s failed; trying again in %s s",
+                        duty.__name__,
+                        settings.CHAT_HEARTBEAT_SECONDS,
+                    )
 
     async def join_groups_again(self):
-        consumers = list(self.consumers)
+        """A socket that cannot join its groups does not stop the others'."""
+        consumers, failed = list(self.consumers), []
         for start in range(0, len(consumers), REJOIN_BATCH):
             batch = consumers[start : start + REJOIN_BATCH]
             results = await asyncio.gather(
@@ -92,7 +100,16 @@ class Heartbeat:
                     # It left while it was being joined again: make sure it is out.
                     await consumer.leave_groups()
                 elif isinstance(result, Exception):
-                    raise result
+                    failed.append(result)
+        if failed:
+            logger.warning(
+                "Heartbeat: %d of %d sockets could not join their groups again (%r);"
+                " trying again in %s s",
+                len(failed),
+                len(consumers),
+                failed[0],
+                settings.CHAT_HEARTBEAT_SECONDS,
+            )
 
     async def refresh_presence_and_catch_up(self):
         consumers = list(self.consumers)

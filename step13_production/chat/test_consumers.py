@@ -25,7 +25,7 @@ from django.test import Client
 from django.utils import timezone
 from uvicorn.protocols.utils import ClientDisconnected
 
-from chat.consumers import CLOSE_LOGIN_REQUIRED
+from chat.consumers import CLOSE_LOGIN_REQUIRED, ChatConsumer
 from chat.limits import redis_client
 from chat.models import Message, Presence
 from chat.protocol import CLOSE_POLICY_VIOLATION
@@ -824,6 +824,39 @@ async def test_presence_updates_on_join_and_leave(open_socket):
 
     await bob.disconnect()
     assert (await presence_after(alice, ["alice"]))[-1] == ["alice"]
+
+
+async def test_presence_is_kept_fresh_when_a_socket_cannot_join_its_groups(
+    open_socket, settings, monkeypatch
+):
+    alice = await joined(open_socket, "alice")
+    await joined(open_socket, "bob")
+    await presence_after(alice, ["alice", "bob"])
+    join_groups = ChatConsumer.join_groups
+
+    async def fails_for_alice(consumer):
+        if consumer.user.username == "alice":
+            raise ConnectionError("Redis is unreachable")
+        await join_groups(consumer)
+
+    monkeypatch.setattr(ChatConsumer, "join_groups", fails_for_alice)
+    long_ago = timezone.now() - timedelta(days=1)
+    await database_sync_to_async(Presence.objects.update)(seen=long_ago)
+    settings.CHAT_HEARTBEAT_SECONDS = 0.05
+
+    @database_sync_to_async
+    def refreshed():
+        return set(
+            Presence.objects.filter(seen__gt=long_ago).values_list(
+                "user__username", flat=True
+            )
+        )
+
+    async def both_refreshed():
+        while await refreshed() != {"alice", "bob"}:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(both_refreshed(), timeout=PATIENCE)
 
 
 async def test_a_joiner_gets_the_whole_list_and_the_others_only_who_came(open_socket):
