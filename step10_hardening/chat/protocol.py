@@ -17,9 +17,9 @@ from django.conf import settings
 CLIENT_FRAMES = ("message",)
 SERVER_FRAMES = ("history", "message", "ack", "presence", "notification", "error")
 
-# Close codes. 1008 is the WebSocket standard's "policy violation"; 4000-4999 are
-# for applications.
-CLOSE_POLICY_VIOLATION = 1008  # too many invalid frames, or too many sockets
+# Close codes. 4000-4999 are for applications. 4008 echoes the WebSocket standard's
+# 1008 "policy violation", which Daphne's WebSocket library will not send.
+CLOSE_POLICY_VIOLATION = 4008  # too many invalid frames, or too many sockets
 CLOSE_LOGIN_REQUIRED = 4401  # nobody is logged in: the page goes to the login page
 CLOSE_CODES = (CLOSE_POLICY_VIOLATION, CLOSE_LOGIN_REQUIRED)
 

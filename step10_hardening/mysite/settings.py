@@ -175,7 +175,7 @@ CHAT_MAX_MESSAGE_BYTES = int(os.environ.get("CHAT_MAX_MESSAGE_BYTES", "4096"))
 # Per user, whatever the number of sockets and workers (chat/limits.py).
 CHAT_MAX_MESSAGES_PER_SECOND = int(os.environ.get("CHAT_MAX_MESSAGES_PER_SECOND", "10"))
 CHAT_RATE_WINDOW_SECONDS = float(os.environ.get("CHAT_RATE_WINDOW_SECONDS", "1"))
-# Abuse: more invalid frames than this within the window closes a socket (1008);
+# Abuse: more invalid frames than this within the window closes a socket (4008);
 # a user may have this many sockets open at once (every tab, every room); an
 # address may sign up this many times an hour.
 CHAT_MAX_INVALID_FRAMES = int(os.environ.get("CHAT_MAX_INVALID_FRAMES", "20"))

@@ -106,7 +106,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """A frame from the browser. Anything but a valid message gets an "error"
         frame; the socket stays open and nothing is broadcast. Too many of those,
-        and the socket is closed (1008)."""
+        and the socket is closed (4008)."""
         if not self.joined:
             return
         try:

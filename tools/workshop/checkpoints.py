@@ -468,7 +468,7 @@ LESSONS: dict[str, Lesson] = {
                 "Hostile input gets an error frame; the server serves everyone else",
                 "chat/protocol.py checks a frame's size before parsing it and answers"
                 " anything that is not a valid message with a typed error frame; too"
-                " many of those close the socket (1008). See"
+                " many of those close the socket (4008). See"
                 " step10_hardening/README.md.",
                 (
                     "test_malformed_frame_gets_an_error_and_changes_nothing",
