@@ -19,6 +19,7 @@ from pathlib import Path
 from workshop import commands
 from workshop.diffs import BOLD, RESET, colour_lines, html_page, step_diff
 from workshop.diy import WorkspaceError
+from workshop.guard import under_guard
 from workshop.lessons import check_all, read_manifest, write_diffs
 from workshop.ports import port_in_use
 from workshop.redis_process import RedisServer
@@ -89,7 +90,7 @@ def guarded(command: list[str]) -> list[str]:
     child, its workers) when asked, or when this process dies. POSIX only."""
     if os.name != "posix":
         return command
-    return [sys.executable, "-m", "workshop.guard", *command]
+    return under_guard(command)
 
 
 def run_until_interrupted(
@@ -170,6 +171,16 @@ def check_port(port: int, host: str, again: str) -> None:
         )
 
 
+def database_in_use(step: Step) -> str:
+    """Where the step's settings will put its data, as its README names it."""
+    settings = (step.path / "mysite" / "settings.py").read_text(encoding="utf-8")
+    if os.environ.get("DATABASE_URL") and "DATABASE_URL" in settings:
+        return "PostgreSQL, from DATABASE_URL"
+    if os.environ.get("SQLITE_PATH") and "SQLITE_PATH" in settings:
+        return os.environ["SQLITE_PATH"]
+    return "db.sqlite3"
+
+
 def serve(step_number: str, host: str, port: int, folder: Path | None = None) -> int:
     """Run a step (or, with `folder`, the learner's workspace working towards it)."""
     step = find_step(step_number)
@@ -181,7 +192,7 @@ def serve(step_number: str, host: str, port: int, folder: Path | None = None) ->
     manage = [sys.executable, "manage.py"]
     print(
         f"== Step {step.number}: {step.name} ({python_line()}) - preparing its database"
-        " (db.sqlite3)"
+        f" ({database_in_use(step)})"
     )
     migrate = subprocess.run([*manage, "migrate", "--verbosity", "1"], cwd=step.path)
     if migrate.returncode != 0:

@@ -23,6 +23,12 @@ ESCALATION = ((signal.SIGINT, 10.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0
 POLL = 0.25  # seconds between looks at the server and at the parent
 
 
+def under_guard(command: list[str]) -> list[str]:
+    """The command to run COMMAND under this module. By the file's path, not with
+    -m: in the repository's top folder, "workshop" is workshop.py, not this package."""
+    return [sys.executable, os.path.abspath(__file__), *command]
+
+
 def die_with_parent() -> None:
     """Linux: be sent SIGTERM the moment the parent dies (elsewhere the parent is
     watched in the main loop)."""

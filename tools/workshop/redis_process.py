@@ -9,10 +9,10 @@ one is the workshop's and holds only what its commands need: start, empty, close
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
+from workshop.guard import under_guard
 from workshop.ports import free_port
 
 
@@ -56,7 +56,7 @@ class RedisServer:
             "--dir", self.directory.name,
         ]  # fmt: skip
         if self.guarded:
-            command = [sys.executable, "-m", "workshop.guard", *command]
+            command = under_guard(command)
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
