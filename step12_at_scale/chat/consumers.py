@@ -186,6 +186,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         before this one have been handled by now: if they brought it, nothing to do."""
         if self.delivered < event["newest"]:
             await self.catch_up()
+        if self.presence_version < event.get("presence_version", 0):
+            await self.send_whole_presence()
 
     async def chat_presence_diff(self, event):
         """Who came and who left. Changes are numbered: one this page already has is
@@ -198,6 +200,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send(text_data=event["frame"])
             self.presence_version = version
             return
+        await self.send_whole_presence()
+
+    async def send_whole_presence(self):
         self.presence_version, users = await database_sync_to_async(store.presence_of)(
             self.room_name
         )

@@ -8,12 +8,15 @@ names sent, and held in queues, for a room of a thousand.
 
 import asyncio
 import json
+import logging
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from . import store
 from .groups import room_group
+
+logger = logging.getLogger(__name__)
 
 # Rooms of this process with an announcement already on its way.
 PENDING = set()
@@ -42,7 +45,12 @@ async def announce_later(channel_layer, room_name):
         await asyncio.sleep(settings.PRESENCE_COALESCE_SECONDS)
     finally:
         PENDING.discard(room_name)
-    await announce_presence(channel_layer, {room_name})
+    try:
+        await announce_presence(channel_layer, {room_name})
+    except Exception as error:
+        # Redis or the database is unreachable just now: the heartbeat announces
+        # the change, or finds the pages that missed it (chat/heartbeat.py).
+        logger.warning("Presence in %s not announced yet: %r", room_name, error)
 
 
 async def announce_presence(channel_layer, room_names):

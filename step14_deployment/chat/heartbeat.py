@@ -7,7 +7,7 @@ Every open socket needs four things now and then, even when nobody speaks:
 - to tell the database it is still here, so that presence can tell a live socket
   from one whose server process died without cleaning up (and then tell its room);
 - to notice a message the channel layer dropped after the last one that arrived
-  (nothing later reveals that gap), and fetch it.
+  (nothing later reveals that gap), and fetch it; the same for a presence change.
 - to end when its login has ended (expired, password changed, user deactivated,
   logged out while Redis could not tell it), as the page's next request would.
 
@@ -118,15 +118,19 @@ class Heartbeat:
             {consumer.room_name for consumer in consumers},
         )
         for consumer in consumers:
-            room_newest = newest.get(consumer.room_name, 0)
-            if room_newest > consumer.delivered:
+            room_newest, version = newest.get(consumer.room_name, (0, 0))
+            if room_newest > consumer.delivered or version > consumer.presence_version:
                 try:
                     # Through the socket's own channel, so that the catch-up is
                     # handled in turn with its messages, never at the same time.
                     # Usually those were only queued, and it fetches nothing.
                     await consumer.channel_layer.send(
                         consumer.channel_name,
-                        {"type": "chat.catch_up", "newest": room_newest},
+                        {
+                            "type": "chat.catch_up",
+                            "newest": room_newest,
+                            "presence_version": version,
+                        },
                     )
                 except ChannelFull:
                     pass  # events are queued for it; the next beat looks again

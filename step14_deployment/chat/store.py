@@ -152,27 +152,23 @@ def presence_changes(room_names: set[str]) -> list[PresenceChange]:
     """For each of these rooms whose users online (with at least one live socket)
     differ from what the room was last told: record the new list, and return who
     came and who left. Several processes may ask at once: the version only moves
-    from the one each read, so each change is recorded, and returned, once."""
-    cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
-    online, told = defaultdict(set), {}
-    for names in chunks(sorted(room_names)):
-        rows = Presence.objects.filter(room__in=names, seen__gte=cutoff)
-        for room, username in rows.values_list("room", "user__username").distinct():
-            online[room].add(username)
-        rooms = Room.objects.filter(name__in=names)
-        told.update(
-            (name, (version, present))
-            for name, version, present in rooms.values_list(
-                "name", "presence_version", "present"
-            )
-        )
+    from the one each read, so each change is recorded, and returned, once; and
+    what was told is read before who is online, so that a list read earlier than
+    the last one recorded never replaces it."""
+    names = sorted(room_names)
+    for name in set(names) - set(
+        Room.objects.filter(name__in=names).values_list("name", flat=True)
+    ):
+        Room.objects.get_or_create(name=name)
+    told = {}
+    for batch in chunks(names):
+        rooms = Room.objects.filter(name__in=batch)
+        rows = rooms.values_list("name", "presence_version", "present")
+        told.update((name, (version, present)) for name, version, present in rows)
+    online = users_online(names)
     changes = []
-    for name in sorted(room_names):
-        now_online = sorted(online[name])
-        if name not in told:
-            Room.objects.get_or_create(name=name)
-            told[name] = presence_of(name)
-        version, present = told[name]
+    for name in names:
+        (version, present), now_online = told[name], online[name]
         while now_online != present:
             rooms = Room.objects.filter(name=name, presence_version=version)
             if rooms.update(present=now_online, presence_version=version + 1):
@@ -180,20 +176,39 @@ def presence_changes(room_names: set[str]) -> list[PresenceChange]:
                 left = sorted(set(present) - set(now_online))
                 changes.append(PresenceChange(name, version + 1, joined, left))
                 break
-            version, present = presence_of(name)  # another process was first
+            # Another process was first: read both again, in the same order.
+            version, present = presence_of(name)
+            now_online = users_online([name])[name]
     return changes
 
 
-def beat(channel_names: list[str], room_names: set[str]) -> dict[str, int]:
+def users_online(room_names: list[str]) -> dict[str, list[str]]:
+    """Each room's users with at least one live socket, sorted."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+    online = defaultdict(set)
+    for names in chunks(room_names):
+        rows = Presence.objects.filter(room__in=names, seen__gte=cutoff)
+        for room, username in rows.values_list("room", "user__username").distinct():
+            online[room].add(username)
+    return {name: sorted(online[name]) for name in room_names}
+
+
+def beat(channel_names: list[str], room_names: set[str]) -> dict[str, tuple]:
     """The heartbeat's database work, for all the sockets of a process at once:
-    they are still here; returns the number of each room's newest message."""
+    they are still here; returns each room's newest message number and presence
+    version."""
     now = timezone.now()
     for names in chunks(channel_names):
         Presence.objects.filter(channel_name__in=names).update(seen=now)
     newest = {}
     for names in chunks(sorted(room_names)):
         rooms = Room.objects.filter(name__in=names)
-        newest.update(rooms.values_list("name", "last_number"))
+        newest.update(
+            (name, (number, version))
+            for name, number, version in rooms.values_list(
+                "name", "last_number", "presence_version"
+            )
+        )
     return newest
 
 

@@ -25,6 +25,7 @@ from django.test import Client
 from django.utils import timezone
 from uvicorn.protocols.utils import ClientDisconnected
 
+from chat import store
 from chat.consumers import CLOSE_LOGIN_REQUIRED, ChatConsumer
 from chat.limits import redis_client
 from chat.models import Message, Presence
@@ -938,6 +939,50 @@ async def test_after_a_missed_change_the_socket_gets_the_whole_list(
 
     frame = await alice.receive_json_from(timeout=PATIENCE)
     assert frame == {"type": "presence", "room": "lobby", "users": ["alice", "bob"]}
+
+
+async def test_a_change_whose_broadcast_failed_reaches_the_room_with_the_heartbeat(
+    open_socket, channel_layer, settings, monkeypatch
+):
+    alice = await joined(open_socket, "alice")
+    await presence_after(alice, ["alice"])
+    group_send = channel_layer.group_send
+
+    async def presence_lost(group, message):
+        if message["type"] == "chat.presence_diff":
+            raise ConnectionError("Redis is unreachable")
+        await group_send(group, message)
+
+    monkeypatch.setattr(channel_layer, "group_send", presence_lost)
+    await joined(open_socket, "bob")  # recorded as told, but never broadcast
+    settings.CHAT_HEARTBEAT_SECONDS = 0.05
+
+    assert (await next_frame(alice, "presence"))["users"] == ["alice", "bob"]
+
+
+def test_an_older_list_of_who_is_online_never_replaces_a_newer_one(monkeypatch):
+    alice = User.objects.create(username="alice")
+    bob = User.objects.create(username="bob")
+    Presence.objects.create(
+        channel_name="a", room="lobby", user=alice, seen=timezone.now()
+    )
+    store.presence_changes({"lobby"})  # the room is told: alice came
+    users_online, meanwhile = store.users_online, []
+
+    def bob_comes_meanwhile(room_names):
+        online = users_online(room_names)
+        if not meanwhile:  # another process sees bob come and tells the room first
+            meanwhile.append(bob)
+            Presence.objects.create(
+                channel_name="b", room="lobby", user=bob, seen=timezone.now()
+            )
+            store.presence_changes({"lobby"})
+        return online
+
+    monkeypatch.setattr(store, "users_online", bob_comes_meanwhile)
+    store.presence_changes({"lobby"})
+
+    assert store.presence_of("lobby") == (2, ["alice", "bob"])
 
 
 async def test_a_crowd_joining_at_once_shares_presence_broadcasts(
