@@ -1,5 +1,5 @@
 """The deployed topology, tested: nginx in front of two app servers, with PostgreSQL
-and Redis, started from local programs by testsupport/stack.py (as make step13-stack
+and Redis, started from local programs by testsupport/stack.py (as make step14-stack
 does). All traffic goes through nginx, as a browser's would.
 """
 

@@ -3,7 +3,7 @@
     browsers -> nginx -+-> app server 1 (uvicorn) -+-> PostgreSQL
                        +-> app server 2 (uvicorn) -+-> Redis
 
-    python -m testsupport.stack [--port 8080]        (or: make step13-stack)
+    python -m testsupport.stack [--port 8080]        (or: make step14-stack)
 
 It runs the files of deploy/ as a deployment would: deploy/release.sh once, then
 deploy/app-server.sh twice, and nginx with deploy/nginx/chat.conf.template. The two

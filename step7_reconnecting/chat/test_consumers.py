@@ -246,6 +246,17 @@ async def test_a_page_newer_than_the_room_gets_the_latest_and_where_they_start(
     assert [frame["text"] for frame in alice.history] == ["one", "two", "three"]
 
 
+@pytest.mark.parametrize("after", ["%C2%B2", "seven", "-1", "9" * 30])
+async def test_an_after_that_is_not_a_message_number_gets_the_latest(
+    open_socket, after
+):
+    await store_messages(["one", "two", "three"])
+
+    alice = await joined(open_socket, "alice", query=f"after={after}")
+
+    assert [frame["text"] for frame in alice.history] == ["one", "two", "three"]
+
+
 async def test_a_history_says_which_message_it_follows(open_socket):
     await store_messages([f"old message {number}" for number in range(1, 61)])
 

@@ -86,4 +86,8 @@ def requested_after(query_string: bytes) -> int | None:
     """The number a reconnecting page says it has already (?after=41), or None."""
     query = parse_qs(query_string.decode("latin-1"))
     value = query.get("after", [""])[0]
-    return int(value) if value.isdigit() else None
+    # ASCII digits only ("²" is a digit to isdigit(), not to int()), and few enough
+    # for the database's integer.
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
