@@ -302,7 +302,7 @@ def test_the_stack_starts_serves_through_nginx_and_stops_on_ctrl_c(tmp_path):
     output = tmp_path / "output.txt"
     with open(output, "w") as log:
         stack = subprocess.Popen(
-            [sys.executable, "workshop.py", "stack", "10", "--port", str(port)],
+            [sys.executable, "workshop.py", "stack", str(all_steps()[-1].number), "--port", str(port)],
             cwd=ROOT, env=CLEAN, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
