@@ -77,10 +77,11 @@ def frame_to_send(protocol: str, text: str) -> str:
 
 
 def is_presence(raw: str) -> bool:
-    """A presence frame: the list of everyone in the room, which no client here needs.
-    Not parsed: in a room of a thousand users each is tens of KiB, and parsing them
-    all would make the load client, not the server, the bottleneck."""
-    return '"presence"' in raw[:32]
+    """A presence frame (the list of everyone in the room) or change ("presence_diff"),
+    which no client here needs. Not parsed: in a room of a thousand users a list is
+    tens of KiB, and parsing them all would make the load client, not the server,
+    the bottleneck."""
+    return '"presence' in raw[:32]
 
 
 def messages_in(protocol: str, frame: dict) -> list[tuple[str, int | None]]:

@@ -36,9 +36,9 @@ from workshop.bench.load import (
 )
 
 # The page's reconnection delay, as written in its JavaScript (room.html).
+# Full jitter: Math.random() * Math.min(1000 * 2 ** retries, 15000).
 PAGE_BACKOFF = re.compile(
-    r"Math\.min\((?P<first>\d+) \* 2 \*\* retries, (?P<cap>\d+)\)"
-    r" \* \((?P<low>[\d.]+) \+ (?P<spread>[\d.]+) \* Math\.random\(\)\)"
+    r"Math\.random\(\) \* Math\.min\((?P<first>\d+) \* 2 \*\* retries, (?P<cap>\d+)\)"
 )
 # The close code the chat sends a socket without a logged-in user.
 CLOSE_LOGIN_REQUIRED = 4401
@@ -71,15 +71,15 @@ def page_backoff(room_page: Path) -> Backoff:
     found = PAGE_BACKOFF.search(room_page.read_text(encoding="utf-8"))
     if not found:
         raise RuntimeError(
-            f"{room_page}: the reconnection delay (Math.min(... * 2 ** retries, ...)"
-            " * (... + ... * Math.random())) was not found; the storm reconnects as"
-            " the page does, so it needs it"
+            f"{room_page}: the reconnection delay (Math.random() * Math.min(... * 2 **"
+            " retries, ...)) was not found; the storm reconnects as the page does, so"
+            " it needs it"
         )
     return Backoff(
         first=int(found["first"]) / 1000,
         cap=int(found["cap"]) / 1000,
-        low=float(found["low"]),
-        spread=float(found["spread"]),
+        low=0.0,
+        spread=1.0,
     )
 
 
