@@ -189,6 +189,8 @@ def test_docker_runs_the_same_files_as_the_tested_stack(step_dir):
         "./nginx/chat.conf.template:/etc/nginx/templates/chat.conf.template" in compose
     )
     assert 'CMD ["sh", "deploy/app-server.sh"]' in (deploy / "Dockerfile").read_text()
+    # A deployment without a secret key of its own does not start.
+    assert "DJANGO_SECRET_KEY: ${DJANGO_SECRET_KEY:?" in compose
     stack = (step_dir / "testsupport" / "stack.py").read_text()
     for used in ("deploy/release.sh", "deploy/app-server.sh", "chat.conf.template"):
         assert used in stack
