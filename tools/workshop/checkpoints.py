@@ -534,6 +534,27 @@ LESSONS: dict[str, Lesson] = {
             ),
         ],
     ),
+    "step12_at_scale": Lesson(
+        checkpoints=[
+            Checkpoint(
+                "Presence is told as changes: the joiner gets the list, the room who"
+                " came and who left",
+                "chat/presence.py announces store.presence_changes() as numbered"
+                ' "presence_diff" frames, encoded once; the consumer sends the whole'
+                " list on joining and after a missed change. See"
+                " step12_at_scale/README.md.",
+                (
+                    "test_a_joiner_gets_the_whole_list_*",
+                    "test_the_others_hear_only_who_left",
+                    "test_the_users_of_a_server_that_died_*",
+                    "test_after_a_missed_change_*",
+                    "test_a_change_whose_broadcast_failed_*",
+                    "test_an_older_list_of_who_is_online_*",
+                    "test_presence_updates_when_a_socket_dies_*",
+                ),  # fmt: skip
+            ),
+        ],
+    ),
     "step13_production": Lesson(
         checkpoints=[
             Checkpoint(
