@@ -75,7 +75,7 @@ demo-inmemory-workers:
 	@$(WORKSHOP) demo-inmemory-workers
 
 flake-check:
-	@$(WORKSHOP) flake-check $(FLAKE_STEP) $(if $(RUNS),--runs "$(RUNS)")
+	@$(WORKSHOP) flake-check $(FLAKE_STEP) $(if $(RUNS),--runs "$(RUNS)") $(if $(DATABASE),--database "$(DATABASE)")
 
 diff:
 	@$(WORKSHOP) diff $(if $(FROM),--from "$(FROM)") $(if $(TO),--to "$(TO)") $(if $(WORDS),--words)

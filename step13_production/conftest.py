@@ -216,6 +216,9 @@ def django_db_modify_db_settings(request):
     postgresql = settings_value("DATABASES", {"DATABASE_URL": server.url("chat")})
     settings.DATABASES["default"].clear()
     settings.DATABASES["default"].update(postgresql["default"])
+    # Named, because the browser tests' server process (ChannelsLiveServerTestCase)
+    # uses TEST's NAME, or else puts "test_" once more before the name in use.
+    settings.DATABASES["default"]["TEST"] = {"NAME": "test_chat"}
     connections.configure_settings(settings.DATABASES)  # Django's defaults, "TEST"...
     connections.close_all()
     del connections["default"]  # the next use connects with the new settings

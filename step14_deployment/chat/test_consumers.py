@@ -705,7 +705,10 @@ async def closed_with(communicator):
     return output["code"]
 
 
-async def test_logging_out_closes_that_sessions_sockets_at_once(open_socket):
+async def test_logging_out_closes_that_sessions_sockets_at_once(open_socket, settings):
+    # No heartbeat during the test: it too closes the sockets of an ended session,
+    # but later. Only the logout itself can close them here.
+    settings.CHAT_HEARTBEAT_SECONDS = 3600
     cookie = await session_cookie_for("alice")
     first_tab = await joined(open_socket, "alice", cookie=cookie)
     second_tab = await joined(open_socket, "alice", room="kitchen", cookie=cookie)

@@ -35,9 +35,14 @@ def close_every_database_connection():
     """The live server is forked from this process. SQLite in WAL mode (see
     DATABASES) must not have a connection open across a fork: the child inherits
     SQLite's record of the file's locks but not the locks, and reads stale data (a
-    user created by a later test "does not exist"). Django opens new connections
-    when this process next needs them."""
+    user created by a later test "does not exist"). Nor must PostgreSQL's pool: the
+    child would borrow the same open connections as this process, and the two
+    would talk over one socket at once ("can't change 'autocommit' now"). Django
+    opens new connections, and a new pool, when this process next needs them."""
     connections.close_all()
+    for each in connections.all(initialized_only=True):
+        if each.vendor == "postgresql":
+            each.close_pool()
     # Tests that ran earlier may have left a connection open in the thread where
     # database_sync_to_async runs its calls: close it there. Then replace that
     # thread's executor by a new one, which starts its thread only when first

@@ -310,9 +310,12 @@ def test(
 # --- make flake-check ------------------------------------------------------------------
 
 
-def flake_check(step_number: str | None, runs: int, test_paths: list[str]) -> int:
+def flake_check(
+    step_number: str | None, runs: int, test_paths: list[str], database: str = ""
+) -> int:
     """Run a step's browser tests `runs` times in a row; any failure is a flake. By
-    default, of the first step that has them (the lesson that writes them)."""
+    default, of the first step that has them (the lesson that writes them), on its
+    first database; `database` names another that the step's tests know."""
     from workshop.testrun import environment
 
     having = [s for s in all_steps() if all((s.path / p).exists() for p in test_paths)]
@@ -322,12 +325,21 @@ def flake_check(step_number: str | None, runs: int, test_paths: list[str]) -> in
         raise UserError(
             f"{step.name} has no {', '.join(missing)}: no browser tests to repeat."
         )
-    # A skipped browser test proves nothing here: a missing browser is a failure.
+    databases = (lesson_setting(step, "test_databases") or "sqlite").split()
+    if database and database not in databases:
+        raise UserError(
+            f"{step.name} runs its tests on {' and '.join(databases)}, not {database}."
+        )
+    # A skipped test proves nothing here: a missing browser (or server) is a failure.
     env = {**environment(), "REQUIRE_BROWSER": "1"}
+    if database == "postgresql":
+        env["REQUIRE_POSTGRES"] = "1"
     command = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
         "-p", "workshop.pytest_plugin", *test_paths,
     ]  # fmt: skip
+    if database:
+        command.append(f"--database={database}")
     passed_runs = 0
     for run in range(1, runs + 1):
         started = time.monotonic()
@@ -345,7 +357,8 @@ def flake_check(step_number: str | None, runs: int, test_paths: list[str]) -> in
         if not ok:
             print(result.stdout[-4000:] + result.stderr[-2000:], flush=True)
     print(
-        f"flake-check: {passed_runs}/{runs} runs of {' '.join(test_paths)} in {step.name} passed"
+        f"flake-check: {passed_runs}/{runs} runs of {' '.join(test_paths)} in"
+        f" {step.name}{f' on {database}' if database else ''} passed"
     )
     return 0 if passed_runs == runs else 1
 
@@ -579,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     flake_parser = commands.add_parser("flake-check")
     flake_parser.add_argument("step", nargs="?")
     flake_parser.add_argument("--runs", type=positive, default=20)
+    flake_parser.add_argument("--database", default="")
     flake_parser.add_argument("tests", nargs="*", default=["chat/tests.py"])
     redis_parser = commands.add_parser("redis")
     redis_parser.add_argument("--port", type=port_number, default=6379)
@@ -642,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return standalone(args.steps, args.jobs)
         if args.command == "flake-check":
-            return flake_check(args.step, args.runs, args.tests)
+            return flake_check(args.step, args.runs, args.tests, args.database)
         if args.command == "redis":
             return redis(args.port)
         if args.command == "lint":

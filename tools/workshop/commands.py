@@ -29,7 +29,7 @@ COMMANDS = [
     ("make test-tools", "python workshop.py test tools", "the tooling's own tests (lesson checks, troubleshooting entries, mutants)"),
     ("make ci", "python workshop.py ci", "everything CI runs: lint, check-steps, every suite, mutants, standalone steps, other Pythons"),
     ("make standalone", "python workshop.py standalone", "each step copied alone, in a fresh virtualenv with its own requirements: pytest passes"),
-    ("make flake-check", "python workshop.py flake-check", "the browser tests of the first step with them, 20 times in a row (FLAKE_STEP=N / N; RUNS= / --runs)"),
+    ("make flake-check", "python workshop.py flake-check", "the browser tests of the first step with them, 20 times in a row (FLAKE_STEP=N / N; RUNS= / --runs; DATABASE=postgresql / --database postgresql)"),
     ("make bench", "python workshop.py bench", "measure the steps' servers against a raw WebSocket baseline; regenerates notes/performance.md"),
     ("make bench-quick", "python workshop.py bench --quick", "the short smoke run of the benchmark (CI)"),
     ("make lint", "python workshop.py lint", "ruff check and ruff format --check over every step and the tooling"),
