@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-SCENARIOS = ("throughput", "burst", "steady", "storm", "breakdown")
+SCENARIOS = ("throughput", "burst", "steady", "storm", "big_room", "breakdown")
 # The burst: 5 members of a 10-person room send 40 messages each, at once.
 BURST_CLIENTS, BURST_SENDERS, BURST_MESSAGES = 10, 5, 40
 
@@ -40,6 +40,8 @@ class Plan:
     # per idle connection does not depend on the room's size.
     memory_clients: int = 100
     profile_clients: int = 1000
+    # One room this big on one server process, once (0: none).
+    big_room: int = 0
 
     def per_sender(self, clients: int) -> int:
         senders = min(self.senders, clients)
@@ -52,6 +54,7 @@ class Plan:
                 *self.sizes,
                 *self.tutorial_sizes,
                 self.profile_clients if self.breakdowns else 0,
+                self.big_room,
             ]
             + ([self.steady.clients] if self.steady else [])
             + ([self.storm.listeners + self.storm.senders] if self.storm else [])
@@ -68,6 +71,7 @@ FULL = Plan(
     steady=Steady(clients=1000, senders=4, rate=20, seconds=4, drain=8),
     storm=StormPlan(listeners=1000, senders=4, rate=5, warmup=1.5, limit=60),
     breakdowns=True,
+    big_room=10_000,
 )
 # CI's smoke run: every variant starts and delivers, once; the steady load and the
 # storm run in small rooms so that their code is exercised too.
@@ -81,4 +85,5 @@ QUICK = Plan(
     steady=Steady(clients=50, senders=4, rate=20, seconds=2, drain=5),
     storm=StormPlan(listeners=50, senders=2, rate=5, warmup=1.5, limit=30),
     breakdowns=False,
+    big_room=200,
 )

@@ -10,7 +10,7 @@ import time
 
 from workshop.bench.harness import Bench
 from workshop.bench.load import RoomResult, run_room
-from workshop.bench.server import CpuWatch, Idle, Server, rss_bytes
+from workshop.bench.server import CpuWatch, Idle, Server, cpu_seconds, rss_bytes
 from workshop.bench.variants import Variant
 
 
@@ -56,11 +56,12 @@ def measure(
         env = bench.env_for(variant, unlimited=True)
         with Server(bench, variant, env) as server:
             time.sleep(0.3)
-            before = rss_bytes(server.pid)
+            before, before_cpu = rss_bytes(server.pid), cpu_seconds(server.pid)
             watch, filled = CpuWatch(server.pid), {}
 
             def on_ready():
                 filled["rss"] = rss_bytes(server.pid)
+                filled["cpu"] = cpu_seconds(server.pid)
                 watch.start()
 
             result = asyncio.run(
@@ -81,6 +82,9 @@ def measure(
         return {
             **room_figures(result, watch),
             "rss_kib_per_idle_connection": (filled["rss"] - before) / clients / 1024,
+            # From the first handshake until the room is quiet: the join and the
+            # presence it sets off.
+            "cpu_ms_per_join": (filled["cpu"] - before_cpu) / clients * 1e3,
         }
 
     bench.attempt(row, run)

@@ -4,7 +4,14 @@ variants follow it, so that a machine that drifts during the run moves both."""
 
 import time
 
-from workshop.bench import cpu_breakdown, memory_breakdown, saturation, steady, storm
+from workshop.bench import (
+    big_room,
+    cpu_breakdown,
+    memory_breakdown,
+    saturation,
+    steady,
+    storm,
+)
 from workshop.bench.harness import Bench
 from workshop.bench.plan import BURST_CLIENTS, BURST_MESSAGES, BURST_SENDERS
 from workshop.bench.storm_clients import page_backoff
@@ -65,6 +72,9 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
                 steady.measure(bench, variant, round_)
         if "storm" in scenarios and plan.storm and default:
             storm.measure(bench, default, round_, backoff)
+    if "big_room" in scenarios and plan.big_room and default:
+        print(f"\n--- one room of {plan.big_room:,}", flush=True)
+        big_room.measure(bench, default, plan.big_room)
     if "breakdown" in scenarios and plan.breakdowns:
         print("\n--- breakdowns", flush=True)
         jobs = [

@@ -12,6 +12,7 @@ SUMMARISED = {
         "delivery_ratio",
         "cpu_us_per_delivery",
         "rss_kib_per_idle_connection",
+        "cpu_ms_per_join",
         "client_cpu_share",
     ],
     "steady": [
@@ -35,8 +36,22 @@ SUMMARISED = {
     ],
 }
 SUMMARISED["burst"] = SUMMARISED["throughput"]
+SUMMARISED["big_room"] = [
+    "opened",
+    "settled_s",
+    "delivery_ratio",
+    "last_arrival_ms",
+    "median_arrival_ms",
+    "cpu_ms_per_join",
+    "rss_kib_per_idle_connection",
+]
 # Compared with the baseline's median in the same group.
-RATIOS = ["deliveries_per_second", "cpu_us_per_delivery", "rss_kib_per_idle_connection"]
+RATIOS = [
+    "deliveries_per_second",
+    "cpu_us_per_delivery",
+    "rss_kib_per_idle_connection",
+    "cpu_ms_per_join",
+]
 
 
 def spread(values: list) -> dict:
@@ -117,6 +132,15 @@ def format_row(row: dict) -> str:
             f" {row['lost']} of {row['stored']} stored; server CPU"
             f" {row['storm_cpu_s']:.1f} s ({row['storm_cpu_share']:.0%} of a core)"
         )
+    if row["scenario"] == "big_room":
+        return (
+            f"{label} {row['opened']:,} open, quiet after"
+            f" {row['settled_s']:.0f} s; one message reached"
+            f" {row['delivery_ratio']:.2%}, the last after"
+            f" {number(row['last_arrival_ms'])} ms; CPU"
+            f" {row['cpu_ms_per_join']:.1f} ms per join,"
+            f" {row['rss_kib_per_idle_connection']:.0f} KiB per connection"
+        )
     text = (
         f"{label} {row['deliveries_per_second']:>9,.0f} deliveries/s"
         f"  p50 {number(row['p50_ms'], '.1f'):>7} ms  p99 {number(row['p99_ms'], '.1f'):>7} ms"
@@ -141,6 +165,12 @@ def print_summary(summaries: list[dict], names: dict) -> None:
             print(
                 f"{head} caught up {number(s['all_caught_up_s']['median'], '.1f')} s,"
                 f" lost {number(s['lost']['max'])} at most"
+            )
+            continue
+        if s["scenario"] == "big_room":
+            print(
+                f"{head} {number(s['opened']['min'])} open, last arrival"
+                f" {number(s['last_arrival_ms']['median'])} ms"
             )
             continue
         figures = [
@@ -179,6 +209,12 @@ def check_quick(report: dict) -> list[str]:
                 problems.append(f"{where}: not every client caught up")
             if row["lost"]:
                 problems.append(f"{where}: {row['lost']} messages lost")
+        elif row["scenario"] == "big_room":
+            if row["refused"] or row["delivery_ratio"] < 1:
+                problems.append(
+                    f"{where}: {row['opened']} open of {row['clients']},"
+                    f" delivered {row['delivery_ratio']:.1%}"
+                )
         else:
             if not row["received"]:
                 problems.append(f"{where}: delivered nothing")
