@@ -329,7 +329,7 @@ def test_a_failing_browser_test_is_explained_by_its_page(workspace, tmp_path):
 
     history = checkpoint_block(
         result.stdout,
-        "A socket gets the history on joining, or what it missed (?after=N)",
+        "A socket gets the room's latest messages on joining, each once",
     )
     assert history.startswith("FAIL"), history
     # The failing test's own words, and the file it needs: the page, not the consumer.
