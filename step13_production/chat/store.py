@@ -13,8 +13,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.models import Session
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -40,17 +39,11 @@ def save_message(
 ) -> tuple[dict, bool]:
     """Store a message with the room's next number. Returns its frame, and whether
     it is new: a message whose client id this user has sent before is not stored
-    again, and its frame is the one stored the first time."""
-    if client_id is not None and (earlier := sent_before(user, client_id)):
-        return earlier, False
+    again (the unique constraint refuses it), and its frame is the one stored the
+    first time. Two statements in the usual case: every message pays for each."""
     try:
         with transaction.atomic():
-            room, _ = Room.objects.get_or_create(name=room_name)
-            # One UPDATE takes the room's next number. The database lets one
-            # transaction at a time change the row, so two messages never get the
-            # same number, and the lower number is committed first.
-            Room.objects.filter(pk=room.pk).update(last_number=F("last_number") + 1)
-            room.refresh_from_db(fields=["last_number"])
+            room = take_next_number(room_name)
             message = Message.objects.create(
                 room=room,
                 number=room.last_number,
@@ -59,13 +52,45 @@ def save_message(
                 client_id=client_id,
             )
     except IntegrityError:
-        # Sent again on another socket at the same moment, and stored there first:
-        # this transaction, and the number it took, are rolled back.
+        # Sent before (a page sending again after reconnecting), or at the same
+        # moment on another socket: this transaction, and the number it took, are
+        # rolled back.
         earlier = sent_before(user, client_id) if client_id is not None else None
         if earlier is None:
             raise
         return earlier, False
     return message_frame(message), True
+
+
+def take_next_number(room_name: str) -> Room:
+    """Add one to the room's last_number, and return the room with the new number.
+
+    One UPDATE takes it: the database lets one transaction at a time change the
+    row, so two messages never get the same number, and the lower number is
+    committed first. RETURNING reads the new number in the same statement (Django's
+    update() returns only a count): PostgreSQL has it, and SQLite since 3.35.
+    """
+    table = connection.ops.quote_name(Room._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(
+                f"UPDATE {table} SET last_number = last_number + 1 WHERE name = %s"
+                " RETURNING id, last_number",
+                [room_name],
+            )
+        else:  # an older SQLite: the same, in two statements
+            cursor.execute(
+                f"UPDATE {table} SET last_number = last_number + 1 WHERE name = %s",
+                [room_name],
+            )
+            cursor.execute(
+                f"SELECT id, last_number FROM {table} WHERE name = %s", [room_name]
+            )
+        row = cursor.fetchone()
+    if row is None:  # the room's first message: the room comes first
+        Room.objects.get_or_create(name=room_name)
+        return take_next_number(room_name)
+    return Room(id=row[0], name=room_name, last_number=row[1])
 
 
 def sent_before(user, client_id: str) -> dict | None:

@@ -70,9 +70,11 @@ def payload(run: str, sender: int, number: int) -> str:
     return json.dumps({"r": run, "s": sender, "k": number, "t": time.monotonic()})
 
 
-def frame_to_send(protocol: str, text: str) -> str:
+def frame_to_send(protocol: str, text: str, client_id: str = "") -> str:
     if protocol == CHAT:
-        return json.dumps({"type": "message", "text": text})
+        # With a client id, as the room page sends every message: the server
+        # acknowledges it, and never stores it twice.
+        return json.dumps({"type": "message", "text": text, "client_id": client_id})
     return json.dumps({"message": text})
 
 
@@ -116,7 +118,11 @@ class Client:
         self.seen.clear()
 
     def frame(self, number: int) -> str:
-        return frame_to_send(self.protocol, payload(self.run, self.index, number))
+        return frame_to_send(
+            self.protocol,
+            payload(self.run, self.index, number),
+            f"{self.run}-{self.index}-{number}",
+        )
 
     def take(self, raw: str, now: float) -> None:
         self.last_frame_at = now

@@ -186,7 +186,11 @@ async def send_steadily(senders, run: str, rate: float, stop: asyncio.Event):
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         sender = number % len(senders)
         await senders[sender].socket.send(
-            frame_to_send(CHAT, payload(run, sender, number // len(senders)))
+            frame_to_send(
+                CHAT,
+                payload(run, sender, number // len(senders)),
+                f"{run}-{sender}-{number}",
+            )
         )
         number += 1
 
