@@ -351,6 +351,32 @@ async def test_a_message_with_a_client_id_is_acknowledged_once_stored(open_socke
     assert (await next_frame(alice))["text"] == "hello"
 
 
+async def test_a_message_whose_broadcast_fails_is_acknowledged_and_caught_up(
+    open_socket, channel_layer, settings, monkeypatch, caplog
+):
+    # Redis fails just after the message is stored: the sender keeps its socket and
+    # its acknowledgement, and the heartbeat brings the message to everyone.
+    settings.CHAT_HEARTBEAT_SECONDS = 0.2
+    alice = await joined(open_socket, "alice")
+    bob = await joined(open_socket, "bob")
+    group_send = channel_layer.group_send
+
+    async def fails_for_messages(group, event):
+        if event["type"] == "chat.message":
+            raise ConnectionError("the channel layer is unreachable")
+        await group_send(group, event)
+
+    monkeypatch.setattr(channel_layer, "group_send", fails_for_messages)
+    await say_with_id(alice, "stored, not broadcast", "c1")
+
+    assert (await next_frame(alice, "ack"))["id"] == 1
+    assert (await next_frame(bob))["text"] == "stored, not broadcast"
+    assert (await next_frame(alice))["text"] == "stored, not broadcast"
+    await say_with_id(alice, "still connected", "c2")
+    assert (await next_frame(alice, "ack"))["id"] == 2
+    assert "Message 1 in lobby stored, not broadcast yet" in caplog.text
+
+
 async def test_a_message_sent_again_is_stored_and_shown_once(open_socket):
     # The page sends a message, its socket drops before the acknowledgement, and it
     # sends the message again on its next socket.

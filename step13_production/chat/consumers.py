@@ -1,5 +1,6 @@
 import asyncio
 import json
+import logging
 import weakref
 
 from channels.consumer import get_handler_name
@@ -17,6 +18,9 @@ from .presence import announce_presence_soon
 from .protocol import CLOSE_LOGIN_REQUIRED, CLOSE_POLICY_VIOLATION, Refused
 from .room_names import is_valid_room_name
 
+logger = logging.getLogger(__name__)
+# How long a broadcast may take before the heartbeat is left to deliver it.
+BROADCAST_TIMEOUT_SECONDS = 2
 # One lock per room and event loop (an asyncio lock belongs to one event loop).
 ROOM_LOCKS = weakref.WeakKeyDictionary()
 
@@ -141,15 +145,30 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 )
             if not new:
                 return  # sent again after a reconnection; broadcast the first time
-            await self.channel_layer.group_send(
-                self.room_group_name,
-                {
-                    "type": "chat.message",
-                    "number": frame["id"],
-                    # Encoded once here, not once for each member of the room.
-                    "frame": json.dumps(frame),
-                },
-            )
+            try:
+                await asyncio.wait_for(
+                    self.channel_layer.group_send(
+                        self.room_group_name,
+                        {
+                            "type": "chat.message",
+                            "number": frame["id"],
+                            # Encoded once here, not once for each member of the room.
+                            "frame": json.dumps(frame),
+                        },
+                    ),
+                    BROADCAST_TIMEOUT_SECONDS,
+                )
+            except Exception as error:
+                # Redis is unreachable just now. The message is stored and
+                # acknowledged, so it is not lost: the heartbeat finds the sockets
+                # behind it and they fetch it from the database. The sender's socket
+                # stays open, and the room's lock is not held for the layer's retries.
+                logger.warning(
+                    "Message %s in %s stored, not broadcast yet: %r",
+                    frame["id"],
+                    self.room_name,
+                    error,
+                )
 
     # --- Channel layer handlers: the room's group talks to us ----------------------
 

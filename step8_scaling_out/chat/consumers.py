@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import weakref
 
 from channels.db import database_sync_to_async
@@ -10,6 +11,10 @@ from .groups import NOTIFICATIONS, room_group
 from .heartbeat import heartbeat
 from .protocol import CLOSE_LOGIN_REQUIRED, Refused
 from .room_names import is_valid_room_name
+
+logger = logging.getLogger(__name__)
+# How long a broadcast may take before the heartbeat is left to deliver it.
+BROADCAST_TIMEOUT_SECONDS = 2
 
 # One lock per room and event loop (an asyncio lock belongs to one event loop).
 ROOM_LOCKS = weakref.WeakKeyDictionary()
@@ -100,10 +105,25 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 )
             if not new:
                 return  # sent again after a reconnection; broadcast the first time
-            await self.channel_layer.group_send(
-                self.room_group_name,
-                {"type": "chat.message", "number": frame["id"], "frame": frame},
-            )
+            try:
+                await asyncio.wait_for(
+                    self.channel_layer.group_send(
+                        self.room_group_name,
+                        {"type": "chat.message", "number": frame["id"], "frame": frame},
+                    ),
+                    BROADCAST_TIMEOUT_SECONDS,
+                )
+            except Exception as error:
+                # Redis is unreachable just now. The message is stored and
+                # acknowledged, so it is not lost: the heartbeat finds the sockets
+                # behind it and they fetch it from the database. The sender's socket
+                # stays open, and the room's lock is not held for the layer's retries.
+                logger.warning(
+                    "Message %s in %s stored, not broadcast yet: %r",
+                    frame["id"],
+                    self.room_name,
+                    error,
+                )
 
     # --- Channel layer handlers: the room's group talks to us ----------------------
 
