@@ -40,6 +40,9 @@ SECRET_KEY = os.environ.get(
 
 # SECURITY WARNING: don't run with debug turned on in production!
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+if not DEBUG and SECRET_KEY.startswith("django-insecure-"):
+    # Fail closed: with the key above, which anyone can read, sessions can be forged.
+    raise ImproperlyConfigured("DJANGO_DEBUG=0 needs a DJANGO_SECRET_KEY of your own")
 
 # The host names this site answers to; the WebSocket origin check
 # (AllowedHostsOriginValidator) uses the same list.

@@ -20,10 +20,11 @@ from testsupport.accounts import login_cookies
 from testsupport.layers import settings_value
 from testsupport.servers import ServerProcess, free_port
 
+KEY = secrets.token_urlsafe(50)
 PRODUCTION = {
     "DJANGO_DEBUG": "0",
     "DJANGO_HTTPS": "1",
-    "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    "DJANGO_SECRET_KEY": KEY,
     "DJANGO_ALLOWED_HOSTS": "chat.example.com",
 }
 
@@ -36,6 +37,28 @@ def manage(step_dir, *arguments, env=None):
         capture_output=True,
         text=True,
         timeout=120,
+    )
+
+
+def test_debug_off_with_the_development_secret_key_refuses_to_start(step_dir):
+    without_a_key = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=step_dir,
+        env={**without_a_key, "DJANGO_DEBUG": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG=0 needs a DJANGO_SECRET_KEY of your own" in result.stderr
+    # The control: the same with a key of its own starts.
+    assert (
+        manage(
+            step_dir, "check", env={"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": KEY}
+        ).returncode
+        == 0
     )
 
 
@@ -107,8 +130,8 @@ def test_check_deploy_names_what_a_development_setup_lacks(step_dir):
 @pytest.mark.parametrize(
     "environment, secure",
     [
-        ({"DJANGO_DEBUG": "0"}, False),
-        ({"DJANGO_DEBUG": "0", "DJANGO_HTTPS": "1"}, True),
+        ({"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": KEY}, False),
+        ({"DJANGO_DEBUG": "0", "DJANGO_HTTPS": "1", "DJANGO_SECRET_KEY": KEY}, True),
         ({"DJANGO_DEBUG": "1", "DJANGO_HTTPS": "1"}, True),
     ],
     ids=["plain http", "https", "https with debug"],
@@ -119,7 +142,8 @@ def test_secure_cookies_follow_tls_not_debug(environment, secure):
 
 
 def test_logging_in_over_plain_http_works_with_debug_off(step_dir, server_database):
-    env = {**server_database, "DJANGO_DEBUG": "0", "REDIS_URL": ""}
+    env = {**server_database, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": KEY}
+    env.update(REDIS_URL="")
     login_cookies(step_dir, env, ["alice"])  # creates alice
     manage(
         step_dir,

@@ -4,6 +4,7 @@ the rows measured so far."""
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -93,7 +94,11 @@ class Bench:
         self.databases = 0
         self.rows: list[dict] = []
         self.breakdowns: dict = {}
-        self.environment = clean_environment()
+        self.environment = {
+            **clean_environment(),
+            # The last step refuses DJANGO_DEBUG=0 with its development key.
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        }
 
     def prepare_last_step(self, users: int) -> dict:
         """Migrate a database for the last step, with `users` logged-in users; read

@@ -393,6 +393,7 @@ def cpu_breakdown(run: Run) -> dict | None:
         if what.startswith(("django/utils/functional.py", "channels/sessions.py"))
     )
     join_functions = {e["what"]: e["share"] for e in joining["functions"]}
+    join_shares = {e["what"]: e["share"] for e in joining["components"]}
     connections = sum(
         share
         for what, share in join_functions.items()
@@ -441,6 +442,22 @@ def cpu_breakdown(run: Run) -> dict | None:
         "connections_ms": num(connections * per_join, ".1f"),
         "presence_share": percent(
             join_functions.get("channels/generic/websocket.py:encode_json", 0)
+        ),
+        "join_django_share": percent(join_shares.get("django", 0)),
+        "join_django_ms": num(join_shares.get("django", 0) * per_join, ".1f"),
+        "join_rest_share": percent(
+            sum(
+                join_shares.get(what, 0)
+                for what in (
+                    "channels",
+                    "channels_redis",
+                    "redis",
+                    "uvicorn",
+                    "websockets",
+                    "event loop",
+                    "asgiref",
+                )
+            )
         ),
     }
 
