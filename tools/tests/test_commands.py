@@ -9,8 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
+import psutil
 import pytest
 
 from workshop.cli import find_python
@@ -325,6 +327,54 @@ def test_the_stack_starts_serves_through_nginx_and_stops_on_ctrl_c(tmp_path):
     assert "Stopped." in output.read_text()
     with pytest.raises(OSError):  # nginx is gone
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_the_stack_says_how_many_sockets_each_app_server_holds(capsys):
+    from workshop import stack_watch
+
+    # An "app server": a process of the stack, named uvicorn, listening on a port.
+    listener = (
+        "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 0));"
+        " s.listen(); print(s.getsockname()[1], flush=True);"
+        " held = [s.accept()[0] for _ in range(2)]; time.sleep(600)"
+    )
+    stack = subprocess.Popen(
+        [sys.executable, "-c", listener, "uvicorn"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stop = threading.Event()
+    clients = []
+    try:
+        port = int(stack.stdout.readline())
+        app_server = psutil.Process(stack.pid)
+        watcher = threading.Thread(
+            target=stack_watch.watch, args=(os.getpid(), stop, 0.1), daemon=True
+        )
+        assert port in stack_watch.app_server_ports(os.getpid())
+        watcher.start()
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        said = wait_for_output(capsys, f"port {port}: 2 sockets")
+        app_server.kill()
+        said += wait_for_output(capsys, "is gone")
+    finally:
+        stop.set()
+        stack.kill()
+        stack.wait()
+        for client in clients:
+            client.close()
+
+    assert f"(App servers: port {port}: 2 sockets.)" in said
+    assert f"(The app server on port {port} is gone: it held 2 sockets.)" in said
+
+
+def wait_for_output(capsys, text, limit=30):
+    said, deadline = "", time.monotonic() + limit
+    while text not in said:
+        assert time.monotonic() < deadline, said
+        time.sleep(0.05)
+        said += capsys.readouterr().out
+    return said
 
 
 # --- stopping a server: whichever of its processes is told ---------------------------

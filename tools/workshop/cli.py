@@ -94,18 +94,30 @@ def guarded(command: list[str]) -> list[str]:
 
 
 def run_until_interrupted(
-    command: list[str], cwd: Path, env: dict, says_stopped: bool = False
+    command: list[str],
+    cwd: Path,
+    env: dict,
+    says_stopped: bool = False,
+    watcher=None,
 ) -> int:
     """Run a server until it ends, or until Ctrl+C (or SIGTERM, SIGHUP) stops it: then
     stop all of it, and end normally, with exit status 0 (and "Stopped.", unless it
-    says so itself). A server that ends by itself with an error passes that on."""
+    says so itself). A server that ends by itself with an error passes that on.
+    watcher(process), if given, starts watching it and returns an Event that stops
+    the watching."""
     process = subprocess.Popen(guarded(command), cwd=cwd, env={**os.environ, **env})
+    stop_watching = watcher(process) if watcher else None
     try:
         returncode = process.wait()
         if returncode != 0 and returncode not in STOPPED:
             return returncode  # it failed: its own output says why
     except KeyboardInterrupt:
+        if stop_watching:
+            stop_watching.set()  # the servers stopping now are not news
         stop_server(process)
+    finally:
+        if stop_watching:
+            stop_watching.set()
     if not says_stopped:
         print("\nStopped.", flush=True)
     return 0
@@ -260,8 +272,12 @@ def serve_stack(step_number: str, port: int) -> int:
             f" {', '.join(map(str, with_stack))}."
         )
     check_port(port, "127.0.0.1", f"make step{step.number}-stack PORT={port + 1}")
+    from workshop import stack_watch
+
     command = [sys.executable, "-m", "testsupport.stack", "--port", str(port)]
-    return run_until_interrupted(command, step.path, {}, says_stopped=True)
+    return run_until_interrupted(
+        command, step.path, {}, says_stopped=True, watcher=stack_watch.start
+    )
 
 
 # --- make test -------------------------------------------------------------------------
