@@ -24,9 +24,16 @@ ROOM_LOCKS = weakref.WeakKeyDictionary()
 
 def room_lock(room_name):
     """Held while one of the room's messages is numbered and broadcast, so that this
-    process broadcasts a room's messages one at a time, in number order."""
-    locks = ROOM_LOCKS.setdefault(asyncio.get_running_loop(), {})
-    return locks.setdefault(room_name, asyncio.Lock())
+    process broadcasts a room's messages one at a time, in number order. Kept only
+    while someone holds it or waits for it: every room name ever used would
+    otherwise stay in memory."""
+    locks = ROOM_LOCKS.setdefault(
+        asyncio.get_running_loop(), weakref.WeakValueDictionary()
+    )
+    lock = locks.get(room_name)
+    if lock is None:
+        lock = locks[room_name] = asyncio.Lock()
+    return lock
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):

@@ -9,6 +9,7 @@ database access.
 """
 
 import asyncio
+import gc
 import json
 from datetime import timedelta
 
@@ -23,6 +24,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from uvicorn.protocols.utils import ClientDisconnected
 
+from chat import consumers
 from chat.consumers import CLOSE_LOGIN_REQUIRED, ChatConsumer
 from chat.models import Message, Presence
 from chat.store import save_message
@@ -215,6 +217,17 @@ async def test_messages_are_numbered_within_their_room(open_socket):
 
     assert [(await next_frame(alice))["id"] for _ in range(2)] == [1, 2]
     assert (await next_frame(carol))["id"] == 1
+
+
+async def test_a_rooms_lock_is_not_kept_once_its_message_is_sent(open_socket):
+    # Otherwise the server would keep something for every room name ever used.
+    alice = await joined(open_socket, "alice", room="a-room-of-its-own")
+    await say(alice, "hello")
+    assert (await next_frame(alice))["text"] == "hello"  # sent: the lock is released
+
+    gc.collect()
+    locks = consumers.ROOM_LOCKS.get(asyncio.get_running_loop(), {})
+    assert "a-room-of-its-own" not in locks
 
 
 async def test_joining_client_receives_the_last_50_messages(open_socket):

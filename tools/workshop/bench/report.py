@@ -581,6 +581,11 @@ def big_room(run: Run) -> dict | None:
         "delivered": percent(row["delivery_ratio"], ".2%"),
         "median_ms": num(row["median_arrival_ms"]),
         "last_ms": num(row["last_arrival_ms"]),
+        "join_at_big": num(
+            run.median("throughput", row["variant"], run.big, "cpu_ms_per_join"), ".2f"
+        )
+        if run.big
+        else None,
     }
 
 
