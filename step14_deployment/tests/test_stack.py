@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from http.cookiejar import CookieJar
@@ -118,6 +119,48 @@ def test_logging_in_through_the_proxy_passes_the_csrf_check(stack, step_dir):
     rooms = browser.open(f"{stack.url}/chat/", timeout=10)
     assert rooms.geturl() == f"{stack.url}/chat/", "sent back to the login page"
     assert '<strong id="username">erin</strong>' in rooms.read().decode()
+
+
+def test_a_made_up_forwarded_address_does_not_escape_the_signup_limit(stack):
+    # nginx tells the app servers the address it sees, whatever a client claims in
+    # X-Forwarded-For: each sign-up below claims another address, and all of them
+    # count against one address's hourly limit (CHAT_MAX_SIGNUPS_PER_HOUR, 5).
+    statuses = [
+        sign_up(stack, f"newcomer{n}", forwarded_for=f"203.0.113.{n}") for n in range(6)
+    ]
+
+    assert statuses == [200, 200, 200, 200, 200, 429]
+
+
+def sign_up(stack, username, forwarded_for):
+    """Sign up through nginx; the status of the page it ends on."""
+    browser = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(CookieJar())
+    )
+    spoofed = {"X-Forwarded-For": forwarded_for}
+    page = browser.open(
+        urllib.request.Request(f"{stack.url}/accounts/signup/", headers=spoofed),
+        timeout=10,
+    )
+    token = re.search(
+        r'name="csrfmiddlewaretoken" value="([^"]+)"', page.read().decode()
+    )
+    form = {
+        "csrfmiddlewaretoken": token.group(1),
+        "username": username,
+        "password1": PASSWORD,
+        "password2": PASSWORD,
+    }
+    request = urllib.request.Request(
+        f"{stack.url}/accounts/signup/",
+        data=urllib.parse.urlencode(form).encode(),
+        headers={"Origin": stack.url, **spoofed},
+    )
+    try:
+        with browser.open(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
 
 
 def set_password(step_dir, stack, username):
