@@ -746,7 +746,8 @@ def ci(jobs: int) -> int:
         ),
         (
             "each step alone, in a virtualenv of its own, on the other Pythons in turn",
-            lambda: standalone([], jobs, other_pythons()),
+            # One more at a time too: much of each is pip, waiting on the network.
+            lambda: standalone([], jobs + 1, other_pythons()),
         ),
         ("the benchmark's smoke run", lambda: bench_quick()),
     ]
@@ -802,12 +803,21 @@ def maintainer_suites() -> list:
                 )
         else:
             suites.append(Suite(name, tools, [target]))
+    # Many more examples for the lesson that writes the property tests and for the
+    # last step (every step runs them with the usual number in make test): the
+    # steps between differ little, and make ci has 45 minutes.
+    with_properties = [
+        step.name
+        for step in all_steps()
+        if (step.path / "chat" / "test_protocol_properties.py").exists()
+    ]
+    thorough_steps = set(with_properties[:1] + with_properties[-1:])
     for step in all_steps():
         for database in (lesson_setting(step, "test_databases") or "").split()[1:]:
             suites.append(
                 Suite(f"{step.name}[{database}]", step.path, [f"--database={database}"])
             )
-        if (step.path / "chat" / "test_protocol_properties.py").exists():
+        if step.name in thorough_steps:
             suites.append(
                 Suite(
                     f"{step.name}[thorough hypothesis]",
