@@ -461,7 +461,7 @@ async def test_disconnect_leaves_every_group(open_socket, channel_layer):
     assert len(await group_members(channel_layer, "chat_lobby")) == 1
     assert len(await group_members(channel_layer, "notifications")) == 1
 
-    await alice.disconnect()
+    await alice.disconnect(timeout=PATIENCE)
 
     assert await group_members(channel_layer, "chat_lobby") == set()
     assert await group_members(channel_layer, "notifications") == set()
@@ -517,7 +517,7 @@ async def test_a_crowd_joins_chats_and_leaves_at_once(open_socket, channel_layer
 
     for member in crowd:
         assert (await next_frame(member))["text"] == "hello, everyone"
-    await asyncio.gather(*(member.disconnect() for member in crowd))
+    await asyncio.gather(*(member.disconnect(timeout=PATIENCE) for member in crowd))
     assert await group_members(channel_layer, "chat_lobby") == set()
     assert await group_members(channel_layer, "notifications") == set()
     assert await database_sync_to_async(Presence.objects.count)() == 0
@@ -645,7 +645,7 @@ async def test_a_user_with_too_many_sockets_gets_no_more(open_socket, settings):
         "code": CLOSE_POLICY_VIOLATION,
     }
     await joined(open_socket, "bob", room="garden")  # others are not counted
-    await first.disconnect()
+    await first.disconnect(timeout=PATIENCE)
     await joined(open_socket, "alice", room="garden")  # a place came free
 
 
@@ -769,7 +769,7 @@ async def test_presence_updates_on_join_and_leave(open_socket):
     bob = await joined(open_socket, "bob")
     assert (await presence_after(alice, ["alice", "bob"]))[-1] == ["alice", "bob"]
 
-    await bob.disconnect()
+    await bob.disconnect(timeout=PATIENCE)
     assert (await presence_after(alice, ["alice"]))[-1] == ["alice"]
 
 

@@ -474,7 +474,7 @@ async def test_disconnect_leaves_every_group(open_socket, channel_layer):
     assert len(await group_members(channel_layer, "chat_lobby")) == 1
     assert len(await group_members(channel_layer, "notifications")) == 1
 
-    await alice.disconnect()
+    await alice.disconnect(timeout=PATIENCE)
 
     assert await group_members(channel_layer, "chat_lobby") == set()
     assert await group_members(channel_layer, "notifications") == set()
@@ -530,7 +530,7 @@ async def test_a_crowd_joins_chats_and_leaves_at_once(open_socket, channel_layer
 
     for member in crowd:
         assert (await next_frame(member))["text"] == "hello, everyone"
-    await asyncio.gather(*(member.disconnect() for member in crowd))
+    await asyncio.gather(*(member.disconnect(timeout=PATIENCE) for member in crowd))
     assert await group_members(channel_layer, "chat_lobby") == set()
     assert await group_members(channel_layer, "notifications") == set()
     assert await database_sync_to_async(Presence.objects.count)() == 0
@@ -658,7 +658,7 @@ async def test_a_user_with_too_many_sockets_gets_no_more(open_socket, settings):
         "code": CLOSE_POLICY_VIOLATION,
     }
     await joined(open_socket, "bob", room="garden")  # others are not counted
-    await first.disconnect()
+    await first.disconnect(timeout=PATIENCE)
     await joined(open_socket, "alice", room="garden")  # a place came free
 
 
@@ -866,7 +866,7 @@ async def test_presence_updates_on_join_and_leave(open_socket):
     bob = await joined(open_socket, "bob")
     assert (await presence_after(alice, ["alice", "bob"]))[-1] == ["alice", "bob"]
 
-    await bob.disconnect()
+    await bob.disconnect(timeout=PATIENCE)
     assert (await presence_after(alice, ["alice"]))[-1] == ["alice"]
 
 
@@ -918,7 +918,7 @@ async def test_the_others_hear_only_who_left(open_socket):
     alice, bob = await joined(open_socket, "alice"), await joined(open_socket, "bob")
     await presence_after(alice, ["alice", "bob"])
 
-    await bob.disconnect()
+    await bob.disconnect(timeout=PATIENCE)
 
     assert await next_presence_diff(alice) == ([], ["bob"])
 
@@ -932,11 +932,11 @@ async def test_two_sockets_of_one_user_count_once(open_socket):
     # A barrier: bob's arrival. A change for alice's second socket would come first.
     assert await next_presence_diff(first) == (["bob"], [])
 
-    await second.disconnect()
+    await second.disconnect(timeout=PATIENCE)
     carol = await joined(open_socket, "carol")
     # Another barrier: alice still has a socket, so she has not left.
     assert await next_presence_diff(first) == (["carol"], [])
-    await carol.disconnect()
+    await carol.disconnect(timeout=PATIENCE)
     assert await next_presence_diff(first) == ([], ["carol"])
 
 

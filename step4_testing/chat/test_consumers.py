@@ -104,7 +104,7 @@ async def test_disconnect_removes_the_socket_from_the_rooms_group(
     bob = await joined(open_socket)
     assert len(await group_members(channel_layer, "chat_lobby")) == 2
 
-    await alice.disconnect()
+    await alice.disconnect(timeout=PATIENCE)
 
     assert len(await group_members(channel_layer, "chat_lobby")) == 1
     await bob.send_json_to({"message": "anyone?"})

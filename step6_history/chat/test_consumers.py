@@ -275,7 +275,7 @@ async def test_disconnect_leaves_the_rooms_group(open_socket, channel_layer):
     alice = await joined(open_socket, "alice")
     assert len(await group_members(channel_layer, "chat_lobby")) == 1
 
-    await alice.disconnect()
+    await alice.disconnect(timeout=PATIENCE)
 
     assert await group_members(channel_layer, "chat_lobby") == set()
 
@@ -292,7 +292,7 @@ async def test_a_crowd_joins_chats_and_leaves_at_once(open_socket, channel_layer
 
     for member in crowd:
         assert (await next_frame(member))["text"] == "hello, everyone"
-    await asyncio.gather(*(member.disconnect() for member in crowd))
+    await asyncio.gather(*(member.disconnect(timeout=PATIENCE) for member in crowd))
     assert await group_members(channel_layer, "chat_lobby") == set()
 
 

@@ -470,7 +470,7 @@ async def test_disconnect_leaves_every_group(open_socket, channel_layer):
     assert len(await group_members(channel_layer, "chat_lobby")) == 1
     assert len(await group_members(channel_layer, "notifications")) == 1
 
-    await alice.disconnect()
+    await alice.disconnect(timeout=PATIENCE)
 
     assert await group_members(channel_layer, "chat_lobby") == set()
     assert await group_members(channel_layer, "notifications") == set()
@@ -526,7 +526,7 @@ async def test_a_crowd_joins_chats_and_leaves_at_once(open_socket, channel_layer
 
     for member in crowd:
         assert (await next_frame(member))["text"] == "hello, everyone"
-    await asyncio.gather(*(member.disconnect() for member in crowd))
+    await asyncio.gather(*(member.disconnect(timeout=PATIENCE) for member in crowd))
     assert await group_members(channel_layer, "chat_lobby") == set()
     assert await group_members(channel_layer, "notifications") == set()
     assert await database_sync_to_async(Presence.objects.count)() == 0
@@ -589,7 +589,7 @@ async def test_presence_updates_on_join_and_leave(open_socket):
     bob = await joined(open_socket, "bob")
     assert (await presence_after(alice, ["alice", "bob"]))[-1] == ["alice", "bob"]
 
-    await bob.disconnect()
+    await bob.disconnect(timeout=PATIENCE)
     assert (await presence_after(alice, ["alice"]))[-1] == ["alice"]
 
 
