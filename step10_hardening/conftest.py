@@ -10,8 +10,6 @@
   whatever layer the settings choose.
 - browser: a fresh headless Chromium driven by Selenium (testsupport/browser.py),
   skipped with a reason that says how to get one when there is none.
-
-It also sets how hard Hypothesis tries (the "quick" and "thorough" profiles).
 """
 
 import copy
@@ -38,7 +36,7 @@ hypothesis_settings.load_profile("quick")
 LAYER_BACKENDS = {
     "in-memory": "channels.layers.InMemoryChannelLayer",
     "redis": "channels_redis.core.RedisChannelLayer",
-    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "redis-pubsub": "chat.layers.BoundedPubSubChannelLayer",
 }
 # What the settings are given to choose each layer (besides REDIS_URL).
 LAYER_ENVIRONMENT = {

@@ -16,8 +16,6 @@
   an SQLite file, or with `pytest --database=postgresql` a PostgreSQL database.
 
 `pytest --database=postgresql` runs every test on PostgreSQL instead of SQLite.
-
-It also sets how hard Hypothesis tries (the "quick" and "thorough" profiles).
 """
 
 import copy
@@ -47,7 +45,7 @@ hypothesis_settings.load_profile("quick")
 LAYER_BACKENDS = {
     "in-memory": "channels.layers.InMemoryChannelLayer",
     "redis": "channels_redis.core.RedisChannelLayer",
-    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "redis-pubsub": "chat.layers.BoundedPubSubChannelLayer",
 }
 # What the settings are given to choose each layer (besides REDIS_URL).
 LAYER_ENVIRONMENT = {

@@ -3,10 +3,7 @@ import logging
 import weakref
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import (
-    AsyncJsonWebsocketConsumer,
-    AsyncWebsocketConsumer,
-)
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from . import limits, protocol, store
@@ -288,7 +285,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
 
 
-class NoSuchPath(AsyncWebsocketConsumer):
+class NoSuchPath(AsyncJsonWebsocketConsumer):
     """A WebSocket to a path the chat does not serve: refused at the handshake."""
 
     async def connect(self):

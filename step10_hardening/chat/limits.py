@@ -1,11 +1,8 @@
-"""The chat's limits: at most CHAT_MAX_MESSAGES_PER_SECOND messages per user, at
-most CHAT_MAX_SIGNUPS_PER_HOUR sign-ups per address, and a budget of invalid frames
-per socket.
-
-Messages are counted per user, not per socket: a second tab, or a socket on another
-worker, shares the same allowance. With Redis the counts live there, where every
-worker sees them; without Redis (one process) they live in this process.
-"""
+"""The chat's limits: messages per user (CHAT_MAX_MESSAGES_PER_SECOND), sign-ups per
+address (CHAT_MAX_SIGNUPS_PER_HOUR) and invalid frames per socket. Messages are
+counted per user, not per socket: a second tab, or a socket on another worker, shares
+the same allowance. With Redis the counts live there, where every worker sees them;
+without Redis (one process) they live in this process."""
 
 import asyncio
 import logging
@@ -44,8 +41,7 @@ RECENT_SENDS = defaultdict(deque)  # without Redis: key -> when each was counted
 def redis_client():
     loop = asyncio.get_running_loop()
     if loop not in CLIENTS:
-        # Like the channel layer's connections (mysite/settings.py): after a Redis
-        # restart, reconnect and retry for about 15 s.
+        # After a Redis restart, retry for about 15 s, as the channel layer does.
         CLIENTS[loop] = redis.Redis.from_url(
             settings.REDIS_URL,
             socket_timeout=5,
@@ -90,8 +86,7 @@ async def allow(key: str, limit: int, window: float) -> bool:
 
 class InvalidFrames:
     """One socket's invalid frames: more than CHAT_MAX_INVALID_FRAMES within
-    CHAT_INVALID_FRAME_WINDOW_SECONDS is abuse, and the socket is closed. Counted in
-    the socket itself, before anything is read from or written to anywhere."""
+    CHAT_INVALID_FRAME_WINDOW_SECONDS is abuse. Counted before any I/O."""
 
     def __init__(self):
         self.count, self.since = 0, time.monotonic()

@@ -8,12 +8,14 @@ page, reconnects with ?after=<the number of its last message>.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from testsupport.accounts import fresh_sqlite_database, login_cookies
 from testsupport.chat_client import ChatClient
@@ -192,6 +194,8 @@ def test_server_killed_and_restarted_clients_catch_up(
 
 
 BURST_SENDERS, BURST_MESSAGES, ROOM_SIZE = 5, 40, 10
+# Enough 4 KB messages to fill every buffer between the server and a page.
+SLOW_READER_MESSAGES = 600
 
 
 @pytest.mark.parametrize(
@@ -332,6 +336,52 @@ def test_a_frame_over_the_servers_limit_closes_that_socket_only(
     assert closed.value.rcvd.code == 1009  # "message too big"
     bob.send("the others chat on")
     assert bob.wait_for(has_texts("the others chat on"))
+    assert "Traceback" not in server.output
+
+
+def test_a_page_that_stops_reading_holds_a_bounded_queue_and_misses_nothing(
+    step_dir, database, redis_url, servers, clients
+):
+    # A page that stops reading: uvicorn waits to write to it, so its consumer stops
+    # taking messages from the channel layer while the room goes on talking. What
+    # waits there for it is bounded (chat/layers.py); once it reads again, the
+    # heartbeat catches it up from the database.
+    env = {
+        **database,
+        "REDIS_URL": redis_url,
+        "REDIS_LAYER": "pubsub",
+        "CHANNEL_CAPACITY": "10",
+        "CHAT_HEARTBEAT_SECONDS": "0.5",
+        "CHAT_MAX_MESSAGES_PER_SECOND": "100000",
+    }
+    server = servers(env)
+    alice_cookie, bob_cookie = login_cookies(step_dir, env, ["alice", "bob"])
+    alice = clients(server.port, alice_cookie)
+    # bob reads nothing: a tiny receive buffer, and websockets' client stops reading
+    # from its socket once a frame is waiting for him.
+    tiny = socket.create_connection(("127.0.0.1", server.port))
+    tiny.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    bob = ChatClient(server.port, "lobby", bob_cookie)
+    bob.socket = connect(
+        f"ws://127.0.0.1:{server.port}/ws/chat/lobby/",
+        sock=tiny,
+        origin=f"http://127.0.0.1:{server.port}",
+        additional_headers={"Cookie": bob_cookie},
+        max_queue=1,
+        max_size=None,
+    )
+    assert alice.wait_for(has_joined) and bob.wait_for(has_joined)
+    texts = [f"{number:04} " + "x" * 4000 for number in range(SLOW_READER_MESSAGES)]
+
+    for text in texts:
+        alice.send(text)
+    assert alice.wait_for(lambda c: len(c.messages) == len(texts), timeout=60)
+
+    # The queue filled, and the layer dropped instead of keeping everything.
+    assert server.wait_for_output("messages behind: dropping"), server.output[-3000:]
+    assert bob.wait_for(lambda c: len(c.messages) == len(texts), timeout=60)
+    assert bob.texts() == texts
+    assert [m["id"] for m in bob.messages] == list(range(1, len(texts) + 1))
     assert "Traceback" not in server.output
 
 

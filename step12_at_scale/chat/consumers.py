@@ -5,10 +5,7 @@ import weakref
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.generic.websocket import (
-    AsyncJsonWebsocketConsumer,
-    AsyncWebsocketConsumer,
-)
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from . import limits, protocol, store
@@ -319,7 +316,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({**history, "skipped": skipped} if skipped else history)
 
 
-class NoSuchPath(AsyncWebsocketConsumer):
+class NoSuchPath(AsyncJsonWebsocketConsumer):
     """A WebSocket to a path the chat does not serve: refused at the handshake."""
 
     async def connect(self):

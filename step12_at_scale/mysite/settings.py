@@ -95,7 +95,7 @@ CHANNEL_CAPACITY = int(os.environ.get("CHANNEL_CAPACITY", "1000"))
 REDIS_LAYER = os.environ.get("REDIS_LAYER", "pubsub")
 REDIS_LAYERS = {
     "core": "channels_redis.core.RedisChannelLayer",
-    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "pubsub": "chat.layers.BoundedPubSubChannelLayer",
 }
 if REDIS_LAYER not in REDIS_LAYERS:
     from django.core.exceptions import ImproperlyConfigured
@@ -136,8 +136,7 @@ if REDIS_URL:
             },
         },
     }
-    if REDIS_LAYER == "core":
-        CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = CHANNEL_CAPACITY
+    CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = CHANNEL_CAPACITY
 else:
     CHANNEL_LAYERS = {
         "default": {

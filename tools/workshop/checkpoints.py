@@ -515,6 +515,15 @@ LESSONS: dict[str, Lesson] = {
                 ' how many it "skipped". See step10_hardening/README.md.',
                 ("test_a_reconnect_far_behind_*",),
             ),
+            Checkpoint(
+                "A page that stops reading holds a bounded queue, and misses nothing",
+                "chat/layers.py gives the pub/sub layer's queue for each socket the"
+                " bound CHANNEL_CAPACITY (mysite/settings.py uses it for"
+                ' REDIS_LAYER=pubsub) and drops what does not fit, with the warning "A'
+                ' socket is N messages behind: dropping". See'
+                " step10_hardening/README.md.",
+                ("test_a_page_that_stops_reading_*",),
+            ),
         ],
     ),
     "step11_sessions": Lesson(
