@@ -7,9 +7,11 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from http.cookiejar import CookieJar
 
 import pytest
@@ -205,6 +207,68 @@ def test_a_browser_logs_in_and_chats_through_the_proxy(stack, step_dir, browser)
 
     assert watcher.wait_for(has_texts("typed in a browser, through nginx"))
     watcher.close()
+
+
+def test_one_address_gets_at_most_100_sockets(stack, step_dir):
+    # An office behind one address: six people, up to 17 tabs each (the app's own cap
+    # is 20 per user). The 101st socket is refused by nginx, before any app server.
+    cookies = login_cookies(step_dir, stack.environment, [f"desk{n}" for n in range(6)])
+    url = f"ws://127.0.0.1:{stack.port}/ws/chat/office/"
+
+    def open_socket(cookie):
+        return connect(url, origin=stack.url, additional_headers={"Cookie": cookie})
+
+    sockets = []
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            for number in range(101):
+                sockets.append(open_socket(cookies[number // 17]))
+        assert refused.value.response.status_code == 429
+        assert len(sockets) == 100
+        assert stack.nginx.wait_for_output(
+            'limiting connections by zone "sockets_per_address"'
+        )
+        # The control: it is a count of open sockets. One closes, one more gets in.
+        sockets.pop().close()
+        sockets.append(retry_until_open(lambda: open_socket(cookies[5])))
+    finally:
+        for socket in sockets:
+            socket.close()
+
+
+def retry_until_open(open_socket, within=10):
+    """nginx counts a socket until it has seen it close: try again until it has."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return open_socket()
+        except InvalidStatus:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_the_account_pages_are_rate_limited_per_address(stack):
+    # A password guesser: 60 requests for the login page at once. nginx lets a burst
+    # of 20 through (and 5 more a second), and answers the rest with 429 itself.
+    def status(_):
+        try:
+            with urllib.request.urlopen(f"{stack.url}/accounts/login/", timeout=30):
+                return 200
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    with ThreadPoolExecutor(max_workers=60) as pool:
+        statuses = list(pool.map(status, range(60)))
+
+    assert statuses.count(429) >= 10 and statuses.count(200) >= 20, statuses
+    assert set(statuses) == {200, 429}, statuses
+    assert stack.nginx.wait_for_output('by zone "accounts_per_address"')
+    # It is a rate, not a ban: the login page answers again.
+    deadline = time.monotonic() + 20
+    while status(None) != 200:
+        assert time.monotonic() < deadline, "the login page stayed refused"
+        time.sleep(0.5)
 
 
 def test_an_app_server_killed_its_clients_reconnect_to_the_other_and_catch_up(

@@ -5,11 +5,9 @@
 
     python -m testsupport.stack [--port 8080]        (or: make step14-stack)
 
-It runs the files of deploy/ as a deployment would: deploy/release.sh once, then
-deploy/app-server.sh twice, and nginx with deploy/nginx/chat.conf.template. The two
-app servers stand for two machines: separate processes on ports of their own that
-share only PostgreSQL and Redis. Everything lives in a temporary folder and stops on
-Ctrl+C. The stack tests (tests/test_stack.py) start the same Stack.
+It runs deploy/release.sh once, deploy/app-server.sh twice (two machines: they share
+only PostgreSQL and Redis) and nginx with deploy/nginx/chat.conf.template, in a
+temporary folder, until Ctrl+C. The stack tests (tests/test_stack.py) start it too.
 """
 
 import argparse
@@ -65,10 +63,10 @@ def fill_in(template: str, values: dict[str, str]) -> str:
 
 
 def find_nginx() -> str:
-    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise unittest.SkipTest(HOW_TO_GET_NGINX)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.access(nginx, os.X_OK):
+        raise unittest.SkipTest(HOW_TO_GET_NGINX)
+    return nginx
 
 
 class Stack:
@@ -139,15 +137,9 @@ class Stack:
             },
         )
         (self.folder / "chat.conf").write_text(configuration)
-        mime_types = Path(nginx).resolve().parent.parent / "etc/nginx/mime.types"
-        for candidate in (Path("/etc/nginx/mime.types"), mime_types):
-            if candidate.is_file():
-                include = f"include {candidate};"
-                break
-        else:
-            include = (
-                "types { text/html html; text/css css; application/javascript js; }"
-            )
+        own = Path(nginx).resolve().parent.parent / "etc/nginx/mime.types"
+        found = [f for f in (Path("/etc/nginx/mime.types"), own) if f.is_file()]
+        include = f"include {found[0]};" if found else "types { text/css css; }"
         main = self.folder / "nginx.conf"
         main.write_text(
             MAIN_CONFIGURATION.format(folder=self.folder, mime_types=include)
@@ -178,12 +170,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8080, help="nginx's port")
     port = parser.parse_args().port
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    # Ctrl+C, a terminal closed, or `kill`: stop everything.
-    for name in ("SIGINT", "SIGTERM"):
-        signal.signal(getattr(signal, name), stop)
+    # `kill` stops everything, as Ctrl+C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     stack = Stack(port)
     try:
         print("Starting PostgreSQL, Redis, two app servers and nginx ...", flush=True)
