@@ -380,8 +380,8 @@ def test_a_page_that_stops_reading_holds_a_bounded_queue_and_misses_nothing(
         alice.send(text)
     assert alice.wait_for(lambda c: len(c.messages) == len(texts), timeout=60)
 
-    # Whether the queue fills here depends on how fast this step's dispatch drains
-    # it: step 10's test checks the dropping; this one, that nothing is missed.
+    # Whether the queue filled and dropped depends on the machine's load (how fast
+    # the consumer drains it); what must hold either way: nothing is missed.
     assert bob.wait_for(lambda c: len(c.messages) == len(texts), timeout=60)
     assert bob.texts() == texts
     assert [m["id"] for m in bob.messages] == list(range(1, len(texts) + 1))
