@@ -1086,3 +1086,35 @@ async def test_notify_command_with_a_room_reaches_only_that_room(
 async def test_notify_command_refuses_the_in_memory_layer(channel_layer):
     with pytest.raises(CommandError, match="cannot reach the server"):
         await sync_to_async(call_command)("notify", "nobody will see this")
+
+
+# --- a page that stops reading ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("channel_layer", ["redis-pubsub"], indirect=True)
+async def test_a_channel_nobody_reads_keeps_at_most_channel_capacity_events(
+    channel_layer, settings, caplog
+):
+    # The channel of a consumer whose page stopped reading: its events pile up.
+    stalled = await channel_layer.new_channel()
+    reader = await channel_layer.new_channel()
+    capacity = settings.CHANNEL_CAPACITY
+    for number in range(capacity + 50):
+        await channel_layer.send(stalled, {"type": "chat.message", "number": number})
+    # A barrier: Redis hands this process its messages in order, so once the reader
+    # has this one, the layer has handled all of the above.
+    await channel_layer.send(reader, {"type": "barrier"})
+    assert (await asyncio.wait_for(channel_layer.receive(reader), PATIENCE))[
+        "type"
+    ] == "barrier"
+
+    # The page reads again: the first `capacity` events were kept, the 50 after them
+    # dropped (the heartbeat catches the page up from the database) ...
+    for number in range(capacity):
+        event = await asyncio.wait_for(channel_layer.receive(stalled), PATIENCE)
+        assert event["number"] == number
+    assert caplog.text.count(f"A socket is {capacity} messages behind") == 1
+    # ... and the channel takes events again: the next one is this barrier.
+    await channel_layer.send(stalled, {"type": "barrier"})
+    event = await asyncio.wait_for(channel_layer.receive(stalled), PATIENCE)
+    assert event == {"type": "barrier"}
