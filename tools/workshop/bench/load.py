@@ -108,13 +108,14 @@ class Client:
         self.socket = None
         self.received = 0
         self.duplicates = 0
+        self.skipped = 0  # messages a history frame said it left out
         self.seen: set[tuple[int, int]] = set()
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.last_frame_at = 0.0
 
     def reset(self) -> None:
-        self.received, self.duplicates, self.latencies = 0, 0, []
+        self.received, self.duplicates, self.skipped, self.latencies = 0, 0, 0, []
         self.seen.clear()
 
     def frame(self, number: int) -> str:
@@ -131,6 +132,8 @@ class Client:
         frame = json.loads(raw)
         if self.protocol == CHAT and frame.get("type") == "error":
             self.errors.append(frame.get("code", "?"))
+        if self.protocol == CHAT and frame.get("type") == "history":
+            self.skipped += frame.get("skipped", 0)
         for text, _ in messages_in(self.protocol, frame):
             try:
                 message = json.loads(text)
@@ -155,16 +158,22 @@ class Client:
             self.take(raw, time.monotonic())
 
 
-async def open_socket(url: str, origin: str, cookie: str, timeout: float = 60):
+async def open_socket(
+    url: str, origin: str, cookie: str, timeout: float = 60, **options
+):
+    """A client socket; `options` replace the defaults (websockets' connect())."""
     return await connect(
         url,
-        origin=origin,
-        additional_headers={"Cookie": cookie} if cookie else None,
-        compression=None,
-        max_queue=None,
-        max_size=None,
-        open_timeout=timeout,
-        ping_interval=None,
+        **{
+            "origin": origin,
+            "additional_headers": {"Cookie": cookie} if cookie else None,
+            "compression": None,
+            "max_queue": None,
+            "max_size": None,
+            "open_timeout": timeout,
+            "ping_interval": None,
+            **options,
+        },
     )
 
 

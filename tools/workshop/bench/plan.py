@@ -2,7 +2,15 @@
 
 from dataclasses import dataclass
 
-SCENARIOS = ("throughput", "burst", "steady", "storm", "big_room", "breakdown")
+SCENARIOS = (
+    "throughput",
+    "burst",
+    "steady",
+    "storm",
+    "slow_readers",
+    "big_room",
+    "breakdown",
+)
 # The burst: 5 members of a 10-person room send 40 messages each, at once.
 BURST_CLIENTS, BURST_SENDERS, BURST_MESSAGES = 10, 5, 40
 
@@ -26,6 +34,17 @@ class StormPlan:
 
 
 @dataclass(frozen=True)
+class SlowReaders:
+    readers: int  # pages that read; the first one sends
+    stalled: int  # pages that stop reading
+    messages: int
+    text_bytes: int  # a message's padding: big messages fill buffers sooner
+    # The last step's CHANNEL_CAPACITY for these runs: smaller than its default, so
+    # that the bound shows with fewer messages.
+    capacity: int
+
+
+@dataclass(frozen=True)
 class Plan:
     rounds: int
     sizes: tuple[int, ...]  # throughput room sizes: the baseline and the last step
@@ -35,6 +54,7 @@ class Plan:
     burst: bool
     steady: Steady | None
     storm: StormPlan | None
+    slow_readers: SlowReaders | None
     breakdowns: bool
     # Under tracemalloc a server is several times slower: a smaller room, for memory
     # per idle connection does not depend on the room's size.
@@ -58,6 +78,11 @@ class Plan:
             ]
             + ([self.steady.clients] if self.steady else [])
             + ([self.storm.listeners + self.storm.senders] if self.storm else [])
+            + (
+                [self.slow_readers.readers + self.slow_readers.stalled]
+                if self.slow_readers
+                else []
+            )
         )
 
 
@@ -70,6 +95,9 @@ FULL = Plan(
     burst=True,
     steady=Steady(clients=1000, senders=4, rate=20, seconds=4, drain=8),
     storm=StormPlan(listeners=1000, senders=4, rate=5, warmup=1.5, limit=60),
+    slow_readers=SlowReaders(
+        readers=5, stalled=2, messages=5000, text_bytes=3000, capacity=200
+    ),
     breakdowns=True,
     big_room=10_000,
 )
@@ -84,6 +112,9 @@ QUICK = Plan(
     burst=True,
     steady=Steady(clients=50, senders=4, rate=20, seconds=2, drain=5),
     storm=StormPlan(listeners=50, senders=2, rate=5, warmup=1.5, limit=30),
+    slow_readers=SlowReaders(
+        readers=3, stalled=2, messages=1500, text_bytes=3000, capacity=50
+    ),
     breakdowns=False,
     big_room=200,
 )

@@ -560,6 +560,46 @@ def lessons(run: Run) -> dict:
     }
 
 
+def slow_readers(run: Run) -> dict | None:
+    plan = run.plan.get("slow_readers")
+    groups = {
+        s["configuration"]: s for s in run.summary if s["scenario"] == "slow_readers"
+    }
+    if not plan or not groups:
+        return None
+    rows = []
+    reading = groups.get("reading")
+    for configuration, meaning in (
+        ("reading", "every page reads"),
+        (
+            "bounded",
+            f"{plan['stalled']} stop reading; `CHANNEL_CAPACITY` {plan['capacity']}",
+        ),
+        ("unbounded", f"{plan['stalled']} stop reading; no bound"),
+    ):
+        s = groups.get(configuration)
+        if not s:
+            continue
+        growth = s["rss_growth_mib"]["median"]
+        base = reading["rss_growth_mib"]["median"] if reading else None
+        rows.append(
+            {
+                "configuration": configuration,
+                "meaning": meaning,
+                "failed": "; ".join(s["failed"]),
+                "rss": spread(s["rss_growth_mib"], ".1f"),
+                "vs_reading": times(growth / base if growth and base else None),
+                "tcp": spread(s["tcp_buffers_growth_mib"], ".1f"),
+                "readers": delivered(s),
+                "stalled_got": spread(s["stalled_delivery_ratio"], ".1%"),
+                "stalled_skipped": spread(s["stalled_skipped_ratio"], ".1%"),
+                "unaccounted": num(s["stalled_unaccounted"]["max"]),
+                "caught_up": spread(s["stalled_caught_up_s"], ".1f"),
+            }
+        )
+    return {**plan, "variant": run.name(run.default["key"]), "rows": rows}
+
+
 def big_room(run: Run) -> dict | None:
     rows = [r for r in run.data["runs"] if r["scenario"] == "big_room"]
     if not rows:
@@ -635,6 +675,7 @@ def context(data: dict) -> dict:
         "capacity": capacity(run) if steady else [],
         "storm_figures": storm_figures(run, cpu),
         "big_room": big_room(run),
+        "slow_readers": slow_readers(run),
         "targets": found,
         "met": sum(1 for t in main_targets if t["met"]),
         "targets_count": len(main_targets),

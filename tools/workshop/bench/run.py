@@ -2,10 +2,11 @@
 the figures; then have report.py write the note.
 
 python -m workshop.bench.run [--quick] [--only TEXT] [--sizes 100,1000] [--rounds N]
-                             [--scenarios throughput,burst,steady,storm,breakdown]
+                             [--scenarios throughput,burst,steady,storm,slow_readers,...]
 
 One module a measurement: saturation.py (a room at full speed: throughput and burst),
-steady.py (a steady offered load), storm.py (the reconnect storm), memory_breakdown.py
+steady.py (a steady offered load), storm.py (the reconnect storm),
+slow_readers.py (pages that stop reading), memory_breakdown.py
 and cpu_breakdown.py; schedule.py says in what order (plan.py, how much), server.py
 runs each server, harness.py holds what they share, summary.py sums the rows up.
 The figures go to JSON (notes/performance/bench.json; bench-results/ for a quick or

@@ -9,6 +9,7 @@ from workshop.bench import (
     cpu_breakdown,
     memory_breakdown,
     saturation,
+    slow_readers,
     steady,
     storm,
 )
@@ -72,6 +73,8 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
                 steady.measure(bench, variant, round_)
         if "storm" in scenarios and plan.storm and default:
             storm.measure(bench, default, round_, backoff)
+        if "slow_readers" in scenarios and plan.slow_readers and default:
+            slow_readers.measure(bench, default, round_)
     if "big_room" in scenarios and plan.big_room and default:
         print(f"\n--- one room of {plan.big_room:,}", flush=True)
         big_room.measure(bench, default, plan.big_room)

@@ -36,6 +36,17 @@ SUMMARISED = {
     ],
 }
 SUMMARISED["burst"] = SUMMARISED["throughput"]
+SUMMARISED["slow_readers"] = [
+    "delivery_ratio",
+    "sent_s",
+    "rss_growth_mib",
+    "rss_growth_mib_per_stalled",
+    "tcp_buffers_growth_mib",
+    "stalled_delivery_ratio",
+    "stalled_skipped_ratio",
+    "stalled_unaccounted",
+    "stalled_caught_up_s",
+]
 SUMMARISED["big_room"] = [
     "opened",
     "settled_s",
@@ -76,22 +87,27 @@ def spread(values: list) -> dict:
 def summarise(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["scenario"], row["variant"], row["clients"]), []).append(
-            row
+        key = (
+            row["scenario"],
+            row["variant"],
+            row["clients"],
+            row.get("configuration"),
         )
+        groups.setdefault(key, []).append(row)
     found = []
-    for (scenario, variant, clients), group in groups.items():
+    for (scenario, variant, clients, configuration), group in groups.items():
         summary = {
             "scenario": scenario,
             "variant": variant,
             "clients": clients,
+            **({"configuration": configuration} if configuration else {}),
             "runs": len(group),
             "failed": [row["error"] for row in group if "error" in row],
             "expected": group[0].get("expected"),
         }
         for metric in SUMMARISED[scenario]:
             summary[metric] = spread([row.get(metric) for row in group])
-        base = groups.get((scenario, BASELINE, clients))
+        base = groups.get((scenario, BASELINE, clients, None))
         if base and variant != BASELINE and scenario in ("throughput", "burst"):
             summary["vs_baseline"] = {}
             for metric in RATIOS:
@@ -132,6 +148,23 @@ def format_row(row: dict) -> str:
             f" {row['lost']} of {row['stored']} stored; server CPU"
             f" {row['storm_cpu_s']:.1f} s ({row['storm_cpu_share']:.0%} of a core)"
         )
+    if row["scenario"] == "slow_readers":
+        text = (
+            f"{label} {row['configuration']:<9} {row['stalled']} stalled:"
+            f" server memory +{row['rss_growth_mib']:.1f} MiB, TCP buffers"
+            f" +{row['tcp_buffers_growth_mib']:.1f} MiB; readers got"
+            f" {row['delivery_ratio']:.2%}"
+        )
+        if row["stalled"]:
+            text += (
+                f"; stalled pages, reading again, got"
+                f" {row['stalled_delivery_ratio']:.2%} and were told they skipped"
+                f" {row['stalled_skipped_ratio']:.2%} in"
+                f" {row['stalled_caught_up_s']:.1f} s"
+            )
+            if row["stalled_unaccounted"]:
+                text += f"; {row['stalled_unaccounted']} UNACCOUNTED FOR"
+        return text
     if row["scenario"] == "big_room":
         return (
             f"{label} {row['opened']:,} open, quiet after"
@@ -165,6 +198,12 @@ def print_summary(summaries: list[dict], names: dict) -> None:
             print(
                 f"{head} caught up {number(s['all_caught_up_s']['median'], '.1f')} s,"
                 f" lost {number(s['lost']['max'])} at most"
+            )
+            continue
+        if s["scenario"] == "slow_readers":
+            print(
+                f"{head} {s['configuration']}: memory"
+                f" +{number(s['rss_growth_mib']['median'], '.1f')} MiB"
             )
             continue
         if s["scenario"] == "big_room":
@@ -209,6 +248,13 @@ def check_quick(report: dict) -> list[str]:
                 problems.append(f"{where}: not every client caught up")
             if row["lost"]:
                 problems.append(f"{where}: {row['lost']} messages lost")
+        elif row["scenario"] == "slow_readers":
+            if row["delivery_ratio"] < 1 or row.get("stalled_unaccounted"):
+                problems.append(
+                    f"{where} ({row['configuration']}): readers got"
+                    f" {row['delivery_ratio']:.1%}; messages neither received nor"
+                    f" said skipped by stalled pages: {row.get('stalled_unaccounted')}"
+                )
         elif row["scenario"] == "big_room":
             if row["refused"] or row["delivery_ratio"] < 1:
                 problems.append(
