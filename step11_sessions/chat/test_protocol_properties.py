@@ -213,3 +213,24 @@ async def test_any_path_is_served_or_refused_cleanly(layer_ready, path):
     # The server says goodbye, whether the socket was accepted or refused: this
     # raises whatever the application raised, if anything.
     await communicator.disconnect()
+
+
+@EXAMPLES
+@given(origin=st.binary(max_size=40) | st.text().map(str.encode))
+@example(origin=b"http://[::1")
+@example(origin=b"http://localhost:99999")
+@example(origin=b"null")  # a sandboxed page's
+async def test_any_origin_header_opens_or_refuses_the_socket_cleanly(
+    layer_ready, origin
+):
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/chat/lobby/",
+        [(b"origin", origin), await session_cookie_for("alice")],
+    )
+
+    await communicator.connect(timeout=PATIENCE)
+
+    # Opened or refused, the server says goodbye: this raises whatever the
+    # application raised, if anything (Channels' own check raised ValueError).
+    await communicator.disconnect()

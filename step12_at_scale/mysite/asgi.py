@@ -11,7 +11,6 @@ import os
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
@@ -22,6 +21,7 @@ django_asgi_app = get_asgi_application()
 # Imported only now: chat.routing imports the consumers, and anything they import
 # that touches models would raise AppRegistryNotReady before Django is set up.
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from mysite.origins import OriginCheck  # noqa: E402
 from mysite.startup import warn_if_channel_layer_is_in_memory  # noqa: E402
 
 warn_if_channel_layer_is_in_memory()
@@ -31,11 +31,9 @@ warn_if_channel_layer_is_in_memory()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # WebSocket handshakes are checked against ALLOWED_HOSTS (no cross-site
-        # sockets), then get the logged-in user in scope["user"] from the session
-        # cookie, then are routed by path to a consumer.
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # WebSocket handshakes are checked against CSRF_TRUSTED_ORIGINS or
+        # ALLOWED_HOSTS (no cross-site sockets), then get the logged-in user in
+        # scope["user"] from the session cookie, then are routed by path to a consumer.
+        "websocket": OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

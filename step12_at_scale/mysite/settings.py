@@ -27,6 +27,9 @@ SECRET_KEY = "django-insecure-kbd669b0n*#58fdy%f3*p@b05nez71wjyf&d2=va7m&i#di8q4
 DEBUG = True
 
 ALLOWED_HOSTS = []
+# When set, the only pages that may open a socket (or post a form), scheme and port
+# included, e.g. ["https://chat.example.com"]; empty: any page of ALLOWED_HOSTS.
+CSRF_TRUSTED_ORIGINS = []
 
 
 # Application definition

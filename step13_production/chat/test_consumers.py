@@ -33,12 +33,13 @@ from chat.models import Message, Presence
 from chat.protocol import CLOSE_POLICY_VIOLATION
 from chat.store import save_message
 from mysite.asgi import application
+from mysite.origins import OriginCheck
 from testsupport.layers import group_members
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # What a browser sends from a page served by the test server. Without an Origin the
-# AllowedHostsOriginValidator refuses the handshake.
+# origin check (mysite/origins.py) refuses the handshake.
 BROWSER_ORIGIN = (b"origin", b"http://localhost:8000")
 
 # How long a test waits for what must come. Only a failing test waits that long;
@@ -457,6 +458,53 @@ async def test_handshake_from_another_site_is_rejected(
     # The control: the same handshake from the page's own origin gets in.
     await joined(open_socket, "alice")
     assert len(await group_members(channel_layer, "chat_lobby")) == 1
+
+
+@pytest.mark.parametrize(
+    "origin, opens",
+    [
+        ("https://chat.example.com", True),
+        ("https://chat.example.com:443", True),  # the same origin, its port spelled
+        ("https://eu.chat.example.com", True),  # https://*.chat.example.com
+        ("http://chat.example.com", False),  # another scheme
+        ("https://chat.example.com:8443", False),  # another port
+        ("https://example.com", False),
+        ("http://localhost:8000", False),  # in ALLOWED_HOSTS, but not trusted
+    ],
+)
+async def test_with_csrf_trusted_origins_only_those_origins_open_a_socket(
+    channel_layer, settings, origin, opens
+):
+    settings.CSRF_TRUSTED_ORIGINS = [
+        "https://chat.example.com",
+        "https://*.chat.example.com",
+    ]
+    # The check reads the settings when the server starts: one started with these.
+    websocket_app = application.application_mapping["websocket"]
+    started_with_them = OriginCheck(websocket_app.application)
+    headers = [(b"origin", origin.encode()), await session_cookie_for("alice")]
+    communicator = WebsocketCommunicator(started_with_them, "/ws/chat/lobby/", headers)
+
+    connected, _ = await communicator.connect(timeout=PATIENCE)
+
+    assert connected == opens
+    assert len(await group_members(channel_layer, "chat_lobby")) == int(opens)
+    await communicator.disconnect(timeout=PATIENCE)
+
+
+@pytest.mark.parametrize(
+    "origin", [b"http://[::1", b"http://localhost:99999", b"http://localhost:x"]
+)
+async def test_an_origin_that_does_not_parse_is_refused_and_the_server_goes_on(
+    open_socket, origin, caplog
+):
+    _, connected = await open_socket("alice", headers=[(b"origin", origin)])
+
+    assert not connected
+    alice = await joined(open_socket, "alice")
+    await say(alice, "the server still serves")
+    assert (await next_frame(alice))["text"] == "the server still serves"
+    assert "Traceback" not in caplog.text
 
 
 @pytest.mark.parametrize("room_name", ["café", "x" * 150, "has space", "../x"])

@@ -44,9 +44,11 @@ if not DEBUG and SECRET_KEY.startswith("django-insecure-"):
     # Fail closed: with the key above, which anyone can read, sessions can be forged.
     raise ImproperlyConfigured("DJANGO_DEBUG=0 needs a DJANGO_SECRET_KEY of your own")
 
-# The host names this site answers to; the WebSocket origin check
-# (AllowedHostsOriginValidator) uses the same list.
+# The host names this site answers to; without CSRF_TRUSTED_ORIGINS, the WebSocket
+# origin check (mysite/origins.py) uses the same list.
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+# When set, the only pages that may open a socket (or post a form), scheme and port
+# included, e.g. ["https://chat.example.com"]; empty: any page of ALLOWED_HOSTS.
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 # Behind HTTPS (DJANGO_HTTPS=1): the proxy (nginx) says so in X-Forwarded-Proto,

@@ -88,12 +88,17 @@ def test_the_origin_check_works_through_the_proxy(stack, step_dir):
     (cookie,) = login_cookies(step_dir, stack.environment, ["mallory"])
     url = f"ws://127.0.0.1:{stack.port}/ws/chat/lobby/"
 
-    with pytest.raises(InvalidStatus) as refused:
-        connect(
-            url, origin="http://evil.example", additional_headers={"Cookie": cookie}
-        )
+    # Another site, and another program on the chat's own host (DJANGO_CSRF_TRUSTED_
+    # ORIGINS has the scheme and the port, not only the host).
+    for origin in (
+        "http://evil.example",
+        "http://127.0.0.1:1",
+        "https://" + stack.url[7:],
+    ):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, origin=origin, additional_headers={"Cookie": cookie})
 
-    assert refused.value.response.status_code == 403
+        assert refused.value.response.status_code == 403
     # The control: the chat's own origin, through the same proxy, gets in.
     with connect(
         url, origin=stack.url, additional_headers={"Cookie": cookie}

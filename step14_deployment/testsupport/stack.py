@@ -92,6 +92,7 @@ class Stack:
             "DJANGO_DEBUG": "0",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "DJANGO_ALLOWED_HOSTS": "localhost,127.0.0.1",
+            "DJANGO_CSRF_TRUSTED_ORIGINS": f"{self.url},http://localhost:{self.port}",
             "STATIC_ROOT": str(self.folder / "static"),
             # deploy/*.sh run `python`: this one, with the chat's requirements.
             "PATH": os.pathsep.join(
@@ -185,7 +186,7 @@ def main() -> int:
         # One app server stopping is what nginx is there for: it sends that server's
         # clients to the other (try it: kill one of the two ports' processes).
         told = set()
-        while stack.nginx.process.poll() is None:
+        while stack.nginx.process.poll() is None and len(told) < len(stack.app_servers):
             for server in stack.app_servers:
                 code = server.process.poll()
                 if code is not None and server.port not in told:
@@ -195,8 +196,6 @@ def main() -> int:
                         f" {code}); nginx sends its clients to the other.",
                         flush=True,
                     )
-            if len(told) == len(stack.app_servers):
-                break
             time.sleep(0.5)
         stopped = [stack.nginx, *stack.app_servers]
         for server in (s for s in stopped if s.process.poll() is not None):
