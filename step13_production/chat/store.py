@@ -109,7 +109,9 @@ def messages_after(
     newest = rooms.values_list("last_number", flat=True).first() or 0
     start = min(max(after, newest - newest_only), newest)
     query = Message.objects.filter(room__name=room_name, number__gt=start)
-    query = query.select_related("room", "author").order_by("number")[:limit]
+    # Not the room's presence list: decoded for every row, it cost more than the rows.
+    query = query.select_related("room", "author").defer("room__present")
+    query = query.order_by("number")[:limit]
     return start, [message_frame(message) for message in query]
 
 
@@ -133,6 +135,7 @@ def latest_messages(room_name: str, count: int) -> list[dict]:
     query = Message.objects.filter(room__name=room_name).select_related(
         "room", "author"
     )
+    query = query.defer("room__present")  # as in messages_after()
     newest = list(query.order_by("-number")[:count])
     return [message_frame(message) for message in reversed(newest)]
 

@@ -24,14 +24,9 @@ BACKGROUND_TASKS = set()
 
 
 def announce_presence_soon(channel_layer, room_name):
-    """Tell the room who came and who left, at most once per
-    PRESENCE_COALESCE_SECONDS.
-
-    When 1000 people join at once (a meeting starts, a server restarts), one
-    broadcast per join would send a million frames; instead, joins and leaves
-    within the interval share one broadcast. It runs in the background, so that
-    joining and leaving do not wait for it.
-    """
+    """Tell the room who came and who left, at most once per PRESENCE_COALESCE_SECONDS:
+    when 1000 people join at once (a server restarts), the joins and leaves within
+    the interval share one broadcast, sent in the background."""
     if room_name in PENDING:
         return
     PENDING.add(room_name)
