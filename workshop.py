@@ -295,7 +295,7 @@ def main():
     if (
         not requested_python
         and sys.version_info[:2] >= MINIMUM
-        and arguments[:1] in ([], ["help"])
+        and arguments[:1] in ([], ["help"], ["--help"], ["-h"])
     ):
         return print_help()
     python = ensure_venv(requested_python)

@@ -5,14 +5,17 @@ does). All traffic goes through nginx, as a browser's would.
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from http.cookiejar import CookieJar
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -20,6 +23,7 @@ from websockets.sync.client import connect
 
 from testsupport.accounts import login_cookies
 from testsupport.chat_client import ChatClient
+from testsupport.servers import free_port, wait_for_port
 from testsupport.stack import Stack
 
 PASSWORD = "a-long-password-1"
@@ -304,3 +308,38 @@ def test_an_app_server_killed_its_clients_reconnect_to_the_other_and_catch_up(
     # Nothing stored was lost: a newcomer's history is the same conversation.
     (newcomer,) = clients("failover", "leo")
     assert newcomer.texts() == people[0].texts()
+
+
+def test_a_second_stop_signal_while_stopping_still_stops_everything(step_dir, tmp_path):
+    # `kill` twice (or Ctrl+C twice): the second must not cut stopping short and
+    # leave PostgreSQL, Redis or an app server running without anyone to stop them.
+    postgres_folders = Path(tempfile.gettempdir()).glob("test-postgres-*")
+    before = set(postgres_folders)
+    port = free_port()
+    output = tmp_path / "stack.txt"
+    with open(output, "w") as log:
+        command = [sys.executable, "-m", "testsupport.stack", "--port", str(port)]
+        process = subprocess.Popen(
+            command, cwd=step_dir, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "The chat, through nginx" not in output.read_text():
+            assert process.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, output.read_text()
+            time.sleep(0.2)
+
+        process.send_signal(signal.SIGTERM)
+        # nginx is stopped first: once it is gone, the stack is stopping the rest.
+        while wait_for_port(port, timeout=0.1):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert "Stopped." in output.read_text()
+    assert "Traceback" not in output.read_text()
+    left = set(Path(tempfile.gettempdir()).glob("test-postgres-*")) - before
+    assert not left, f"PostgreSQL's folder left behind: {left}"

@@ -55,8 +55,7 @@ http {{
 
 
 def fill_in(template: str, values: dict[str, str]) -> str:
-    """What envsubst does for the nginx Docker image: replace ${NAME} for the names
-    given, and leave every other $ alone (nginx's own variables)."""
+    """As envsubst in nginx's image: ${NAME} replaced, nginx's own $variables kept."""
     return re.sub(
         r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template
     )
@@ -208,6 +207,8 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        for ending in (signal.SIGINT, signal.SIGTERM):  # a second one: not cut short
+            signal.signal(ending, signal.SIG_IGN)
         stack.stop()
         print("Stopped.", flush=True)
 

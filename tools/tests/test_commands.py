@@ -125,10 +125,14 @@ def stand_in(tmp_path, name: str, script: str) -> str:
     return str(python)
 
 
-def test_help_needs_no_virtualenv(tmp_path):
+@pytest.mark.parametrize("asked", [[], ["help"], ["--help"], ["-h"]])
+def test_help_needs_no_virtualenv(tmp_path, asked):
     venv = tmp_path / "venv"
 
-    result = make(env={"WORKSHOP_VENV": str(venv)})
+    if asked:
+        result = workshop(*asked, env={"WORKSHOP_VENV": str(venv)})
+    else:
+        result = make(env={"WORKSHOP_VENV": str(venv)})
 
     assert result.returncode == 0, result.stderr
     assert "make start STEP=N" in result.stdout

@@ -652,6 +652,7 @@ def context(data: dict) -> dict:
         "sizes": ", ".join(map(str, plan["sizes"])),
         "tutorial_sizes": ", ".join(map(str, plan["tutorial_sizes"])),
         "deliveries": num(plan["deliveries"]),
+        "baseline_messages": plan.get("baseline_messages", 1),
         "rate_limit_lifted": ", ".join(
             f"{k}={v}" for k, v in plan["rate_limit_lifted"].items()
         ),

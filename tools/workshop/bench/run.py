@@ -32,6 +32,7 @@ import psutil
 
 from workshop.bench.harness import UNLIMITED, Bench
 from workshop.bench.plan import (
+    BASELINE_MESSAGES,
     BURST_CLIENTS,
     BURST_MESSAGES,
     BURST_SENDERS,
@@ -155,6 +156,7 @@ def measure(plan: Plan, scenarios: tuple[str, ...], only: str | None) -> dict:
             if plan.burst
             else None,
             "rate_limit_lifted": UNLIMITED,
+            "baseline_messages": BASELINE_MESSAGES,
         },
         "last_step": last_info,
         "variants": [v.describe() for v in variants],

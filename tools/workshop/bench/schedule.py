@@ -14,7 +14,12 @@ from workshop.bench import (
     storm,
 )
 from workshop.bench.harness import Bench
-from workshop.bench.plan import BURST_CLIENTS, BURST_MESSAGES, BURST_SENDERS
+from workshop.bench.plan import (
+    BASELINE_MESSAGES,
+    BURST_CLIENTS,
+    BURST_MESSAGES,
+    BURST_SENDERS,
+)
 from workshop.bench.storm_clients import page_backoff
 from workshop.bench.variants import BASELINE, CHAT, Variant
 
@@ -54,7 +59,8 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
                             "throughput",
                             size,
                             min(plan.senders, size),
-                            plan.per_sender(size),
+                            plan.per_sender(size)
+                            * (BASELINE_MESSAGES if variant.key == BASELINE else 1),
                             round_,
                         )
         if "burst" in scenarios and plan.burst:
