@@ -552,6 +552,25 @@ def lessons(run: Run) -> dict:
         "burst_baseline": burst(BASELINE),
         "burst_last": burst(last),
         "last_small": cpu(last, smallest),
+        # What one message costs the server, all its deliveries together.
+        "last_small_message_ms": num(
+            (run.median("throughput", last, smallest, "cpu_us_per_delivery") or 0)
+            * (smallest - 1)
+            / 1e3,
+            ".2f",
+        )
+        if smallest
+        else "—",
+        "baseline_small": cpu(BASELINE, smallest),
+        "small_budget_ms": num(
+            (run.median("throughput", BASELINE, smallest, "cpu_us_per_delivery") or 0)
+            * SMALL_CPU_TARGET
+            * (smallest - 1)
+            / 1e3,
+            ".2f",
+        )
+        if smallest
+        else "—",
         "last_big": cpu(last, big),
         "default_layer": default_layer,
         "other_layer": other,
