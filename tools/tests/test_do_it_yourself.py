@@ -419,3 +419,12 @@ def test_a_quick_check_runs_only_the_lessons_checkpoints(workspace):
     assert refused.returncode == 2
     assert "its quick check (QUICK=1) has passed" in " ".join(refused.stderr.split())
     assert "has not passed yet" not in refused.stderr
+
+
+def test_a_parameter_holding_two_colons_keeps_its_tests_name():
+    from workshop.diy import test_name
+
+    nodeid = "chat/test_consumers.py::test_refused[in-memory-http://[::1]"
+
+    assert test_name(nodeid) == "test_refused[in-memory-http://[::1]"
+    assert test_name("tests/test_pages.py::test_home") == "test_home"

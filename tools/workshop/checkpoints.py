@@ -522,7 +522,10 @@ LESSONS: dict[str, Lesson] = {
                 ' REDIS_LAYER=pubsub) and drops what does not fit, with the warning "A'
                 ' socket is N messages behind: dropping". See'
                 " step10_hardening/README.md.",
-                ("test_a_page_that_stops_reading_*",),
+                (
+                    "test_a_page_that_stops_reading_*",
+                    "test_a_channel_nobody_reads_*",
+                ),
             ),
         ],
     ),
@@ -540,6 +543,18 @@ LESSONS: dict[str, Lesson] = {
                 "chat/heartbeat.py asks chat/store.py's ended_sessions about its"
                 " sockets' sessions on every beat. See step11_sessions/README.md.",
                 ("test_the_heartbeat_closes_a_socket_whose_login_ended",),
+            ),
+            Checkpoint(
+                "Only the site's own pages open a socket: scheme and port included",
+                "mysite/origins.py's OriginCheck (used in mysite/asgi.py) checks the"
+                " Origin against CSRF_TRUSTED_ORIGINS when it is set, else"
+                " ALLOWED_HOSTS, and refuses an Origin that does not parse. See"
+                " step11_sessions/README.md.",
+                (
+                    "test_with_csrf_trusted_origins_*",
+                    "test_an_origin_that_does_not_parse_*",
+                    "test_any_origin_header_*",
+                ),
             ),
         ],
     ),

@@ -346,7 +346,11 @@ def test_file(nodeid: str) -> str:
 
 
 def test_name(nodeid: str) -> str:
-    return nodeid.rsplit("::", 1)[-1]
+    """The test's name and parameters, as the JUnit report names it. A parameter may
+    hold "::" (the address http://[::1]), so the path ends at the last "::" before
+    the parameters."""
+    path_and_name, bracket, parameters = nodeid.partition("[")
+    return path_and_name.rsplit("::", 1)[-1] + bracket + parameters
 
 
 def first_line(text: str, limit: int = 200) -> str:
