@@ -8,8 +8,8 @@ last step's default configuration with a smaller CHANNEL_CAPACITY:
 
 - "reading": every page reads (the growth the messages themselves cost);
 - "bounded": some pages stop reading;
-- "unbounded": the same, with a capacity no room reaches (channels_redis' own
-  pub/sub layer, which has no bound).
+- "unbounded": the same, with a CHANNEL_CAPACITY no room reaches: as channels_redis'
+  own pub/sub layer, whose queues have no bound.
 
 Then the pages that stopped read again: do they get every message?
 """
@@ -163,6 +163,8 @@ async def run_slow_readers(
         if stalled:
             # They read again: the rest comes from the layer, then the database.
             resumed = time.monotonic()
+            for client in stalled:
+                client.last_frame_at = resumed  # "caught up after": from here
             tasks += [asyncio.create_task(c.read()) for c in stalled]
             await wait_for_accounts(
                 stalled, plan.messages, resumed, resumed + 120, quiet_after
