@@ -117,7 +117,7 @@ async def room():
     finally:
         for communicator in (alice, bob):
             if not communicator.future.done():
-                await communicator.disconnect()
+                await communicator.disconnect(timeout=PATIENCE)
 
 
 barrier_numbers = iter(range(10**9))
@@ -213,7 +213,7 @@ async def test_any_path_is_served_or_refused_cleanly(layer_ready, path):
 
     # The server says goodbye, whether the socket was accepted or refused: this
     # raises whatever the application raised, if anything.
-    await communicator.disconnect()
+    await communicator.disconnect(timeout=PATIENCE)
 
 
 @EXAMPLES
@@ -234,4 +234,4 @@ async def test_any_origin_header_opens_or_refuses_the_socket_cleanly(
 
     # Opened or refused, the server says goodbye: this raises whatever the
     # application raised, if anything (Channels' own check raised ValueError).
-    await communicator.disconnect()
+    await communicator.disconnect(timeout=PATIENCE)

@@ -80,7 +80,7 @@ async def open_socket(channel_layer):
     yield open_socket
     for communicator in opened:
         if not communicator.future.done():
-            await communicator.disconnect()
+            await communicator.disconnect(timeout=PATIENCE)
 
 
 async def joined(open_socket, username="alice", room="lobby", query=""):
