@@ -484,6 +484,113 @@ def test_room_page_reconnects_after_a_server_restart_and_catches_up(
     )
 
 
+# Run in the page before its own script. Every wait before a reconnection is
+# recorded, and Math.random() is always 0.5, so that each wait is known exactly:
+# half of the backoff ("full jitter"). With holdReconnects set, a reconnection is
+# held, not timed, until the page clears it. Sockets closed are counted.
+RECORD_RECONNECTIONS = """
+window.reconnectWaits = [];
+window.heldReconnects = new Map();
+window.socketsClosed = 0;
+Math.random = () => 0.5;
+const pageSetTimeout = window.setTimeout;
+const pageClearTimeout = window.clearTimeout;
+window.setTimeout = function (callback, wait, ...rest) {
+    if (callback && callback.name === 'connect') {
+        window.reconnectWaits.push(wait);
+        if (window.holdReconnects) {
+            const id = 1e9 + window.reconnectWaits.length;
+            window.heldReconnects.set(id, callback);
+            return id;
+        }
+    }
+    return pageSetTimeout(callback, wait, ...rest);
+};
+window.clearTimeout = function (id) {
+    window.heldReconnects.delete(id);
+    return pageClearTimeout(id);
+};
+window.WebSocket = class extends window.WebSocket {
+    constructor(...args) {
+        super(...args);
+        // Added before the page's own onclose, so it runs first.
+        this.addEventListener('close', () => { window.socketsClosed += 1; });
+    }
+};
+"""
+
+
+def open_recorded_room_page(browser, server, cookie):
+    browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_RECONNECTIONS}
+    )
+    open_room_page(browser, server, cookie)
+
+
+def test_the_page_waits_a_random_part_of_the_backoff_and_starts_again_once_answered(
+    step_dir, database, servers, browser
+):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    server = servers(database)
+    alice_cookie, bob_cookie = login_cookies(step_dir, database, ["alice", "bob"])
+    open_recorded_room_page(browser, server, alice_cookie)
+    WebDriverWait(browser, 10).until(state_is("connected"))
+
+    def waits():
+        return browser.execute_script("return window.reconnectWaits")
+
+    kill(server)
+    WebDriverWait(browser, 10).until(lambda d: len(waits()) >= 2)  # a failed retry
+    restarted = servers(database, port=server.port)
+    WebDriverWait(browser, 20).until(state_is("connected"))
+    # A barrier: bob's message comes after the history frame that answers the page.
+    bob = ChatClient(restarted.port, "lobby", bob_cookie).connect()
+    bob.send("back")
+    WebDriverWait(browser, 10).until(log_has("back"))
+    bob.close()
+    first_outage = waits()
+    # Half of 1, 2, 4, 8 s..., at most 15 s: each retry that fails doubles the wait.
+    assert first_outage == [
+        min(1000 * 2**retry, 15000) / 2 for retry in range(len(first_outage))
+    ]
+
+    kill(restarted)
+    WebDriverWait(browser, 10).until(lambda d: len(waits()) > len(first_outage))
+    # The server answered in between (its history frame came): from 1 s again.
+    assert waits()[len(first_outage)] == 500
+
+
+def test_a_page_that_is_left_stops_reconnecting_and_its_old_socket_changes_nothing(
+    step_dir, database, servers, browser
+):
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    server = servers(database)
+    (alice_cookie,) = login_cookies(step_dir, database, ["alice"])
+    open_recorded_room_page(browser, server, alice_cookie)
+    WebDriverWait(browser, 10).until(state_is("connected"))
+
+    def page(script):
+        return browser.execute_script(f"return {script}")
+
+    browser.execute_script("window.holdReconnects = true")
+    kill(server)
+    WebDriverWait(browser, 10).until(lambda d: page("window.heldReconnects.size") == 1)
+    # Left (or kept in the back/forward cache): its reconnection is called off.
+    page("window.dispatchEvent(new PageTransitionEvent('pagehide', {persisted: true}))")
+    assert page("window.heldReconnects.size") == 0
+
+    restarted = servers(database, port=server.port)
+    page("window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))")
+    WebDriverWait(browser, 20).until(state_is("connected"))
+    page("window.dispatchEvent(new PageTransitionEvent('pagehide', {persisted: true}))")
+    # A barrier: the closed socket's close event has run, the page's handler too.
+    WebDriverWait(browser, 10).until(lambda d: page("window.socketsClosed") == 2)
+    assert page("window.heldReconnects.size") == 0, restarted.output[-2000:]
+    assert page("window.reconnectWaits.length") == 1
+
+
 def test_a_message_stored_but_never_acknowledged_is_stored_once(
     step_dir, database, servers, clients
 ):

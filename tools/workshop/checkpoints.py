@@ -394,8 +394,21 @@ LESSONS: dict[str, Lesson] = {
                     "test_room_page_reconnects_after_a_server_restart_and_catches_up",
                     "test_the_page_keeps_a_message_pending_*",
                     "test_a_page_newer_than_the_restored_database_starts_again",
+                    "test_the_page_waits_a_random_part_of_the_backoff_*",
+                    "test_a_page_that_is_left_stops_reconnecting_*",
                 ),
                 hints=(
+                    Hint(
+                        (
+                            "test_the_page_waits_a_random_part_of_the_backoff_*",
+                            "test_a_page_that_is_left_stops_reconnecting_*",
+                        ),
+                        "chat/templates/chat/room.html waits setTimeout(connect,"
+                        " Math.random() * backoff) before reconnecting, starts the"
+                        " backoff again on a socket's first history frame, and on"
+                        ' pagehide clears that timer. See the "Reconnecting" row of'
+                        ' step7_reconnecting/README.md, "The page contract".',
+                    ),
                     Hint(
                         ("test_server_killed_and_restarted_clients_catch_up",),
                         "Clients that reconnect with ?after=N get every message after"
