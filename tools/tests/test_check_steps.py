@@ -5,11 +5,14 @@ whatever the steps are. The lesson-size limit is tested on a small workshop made
 for it, whose sizes are known.
 """
 
+import ast
+import fnmatch
 import shutil
 from pathlib import Path
 
 import pytest
 
+from workshop.checkpoints import lesson_checks
 from workshop.file_kinds import is_code, is_test_module
 from workshop.lessons import (
     MANIFEST,
@@ -311,3 +314,43 @@ def test_a_manifest_without_the_limit_is_reported(tmp_path):
     assert check_lesson_sizes(steps, tmp_path) == [
         f"{MANIFEST} has no [workshop] max_changed_code_lines"
     ]
+
+
+def the_tests_of(step) -> dict[str, str]:
+    """Each test function of the step, by name, with its code (as the AST dumps it)."""
+    found = {}
+    for path in step.path.rglob("*.py"):
+        relative = path.relative_to(step.path).as_posix()
+        if ".venv" in path.parts or not is_test_module(relative):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.name.startswith("test_"):
+                    found[node.name] = ast.dump(node)
+    return found
+
+
+@pytest.mark.parametrize(
+    "before, step",
+    [
+        (before, step)
+        for before, step in zip(all_steps()[:-1], all_steps()[1:], strict=True)
+        if step.number >= 5  # after the tutorial, whose tests are its own
+    ],
+    ids=lambda step: step.name,
+)
+def test_every_test_new_in_a_lesson_is_one_of_its_checkpoints(before, step):
+    # Else `make check` reports its failure as "Everything of the earlier steps
+    # still works", and sends the learner to the wrong lesson.
+    new = the_tests_of(step).keys() - the_tests_of(before).keys()
+    patterns = [
+        pattern
+        for checkpoint in lesson_checks(step.name).checkpoints
+        for pattern in checkpoint.tests
+    ]
+    unnamed = [
+        name
+        for name in sorted(new)
+        if not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+    ]
+    assert unnamed == [], f"add them to {step.name}'s checkpoints in checkpoints.py"

@@ -109,12 +109,44 @@ def test_a_port_in_use_says_which_and_how_to_pick_another():
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_without_make_a_port_in_use_is_answered_with_the_python_form():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = workshop("step", "2", "--port", str(port))
+
+    assert result.returncode != 0
+    assert f"python workshop.py step 2 --port {port + 1}" in result.stderr
+    assert "make" not in result.stderr
+
+
 @pytest.mark.parametrize("value", ["abc", "70000"])
 def test_a_port_that_is_not_a_port_is_refused_with_the_range(value):
     result = make("step1", f"PORT={value}")
 
     assert result.returncode != 0
     assert f"PORT must be a number from 1 to 65535, not '{value}'" in result.stderr
+    # One line, not argparse's usage before it.
+    assert result.stderr.splitlines()[0].startswith("error: argument --port")
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["step0"], 'There is no step "0"'),  # as make spells it: step 0
+        (["step99-stack"], 'There is no step "99"'),
+        (["stepx"], "invalid choice: 'stepx' (the commands: python workshop.py help)"),
+    ],
+)
+def test_a_wrong_command_without_make_gets_one_line(arguments, message):
+    result = workshop(*arguments)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ")
+    assert message in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def stand_in(tmp_path, name: str, script: str) -> str:

@@ -96,7 +96,10 @@ def test_a_step_checked_before_and_after_its_lesson(step, workspace):
     after = workshop(workspace, "check", *(() if full else ("--quick",)))
 
     assert after.returncode == 0, after.stdout[-4000:]
-    assert f"Step {step.number}: every checkpoint passes." in after.stdout
+    passes = (
+        "every checkpoint passes" if full else "every checkpoint of the lesson passes"
+    )
+    assert f"Step {step.number}: {passes}." in after.stdout
     # While it runs: a line for each file of tests as it ends, before the checklist.
     progress = re.search(r"^  \S+\.py +\d+ passed.*\(\d+s\)$", after.stdout, re.M)
     assert progress, after.stdout
@@ -410,7 +413,9 @@ def test_a_quick_check_runs_only_the_lessons_checkpoints(workspace):
     result = workshop(workspace, "check", "--quick")
 
     assert result.returncode == 0, result.stdout[-4000:]
-    assert f"Step {step.number}: every checkpoint passes." in result.stdout
+    assert (
+        f"Step {step.number}: every checkpoint of the lesson passes." in result.stdout
+    )
     assert "(not checked: a quick check)" in result.stdout
     assert "also runs the earlier lessons' tests" in " ".join(result.stdout.split())
 
@@ -428,3 +433,28 @@ def test_a_parameter_holding_two_colons_keeps_its_tests_name():
 
     assert test_name(nodeid) == "test_refused[in-memory-http://[::1]"
     assert test_name("tests/test_pages.py::test_home") == "test_home"
+
+
+def test_a_failing_checkpoint_names_each_failing_test_once_and_how_many_more():
+    from types import SimpleNamespace
+
+    from workshop.checkpoints import Checkpoint
+    from workshop.diy import SHOWN_FAILURES, Report, Result, judge_tests
+
+    layers = ("in-memory", "redis", "pubsub")
+    results = {
+        f"test_number_{n}[{layer}]": Result("failed", f"AssertionError: {n}")
+        for n in range(SHOWN_FAILURES + 2)
+        for layer in layers
+    }
+    evidence = SimpleNamespace(causes_of=lambda failed: [])
+    report = Report()
+
+    judge_tests(report, Checkpoint("Numbers", "See the README."), results, evidence)
+
+    text = " ".join(" ".join(report.lines).split())
+    assert "Failed: number 0 (on in-memory, redis, pubsub): AssertionError: 0" in text
+    assert text.count("Failed: number 0 ") == 1
+    assert f"Failed: number {SHOWN_FAILURES - 1} " in text
+    assert f"number {SHOWN_FAILURES} " not in text
+    assert "And 2 more tests failed" in text

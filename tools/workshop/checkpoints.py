@@ -285,6 +285,7 @@ LESSONS: dict[str, Lesson] = {
                     "test_visitor_who_is_not_logged_in_is_sent_to_the_login_page",
                     "test_a_visitor_signs_up_and_lands_in_the_rooms",
                     "test_runserver_serves_the_login_page",
+                    "test_manage_py_check_passes",
                 ),
             ),
             Checkpoint(
@@ -305,6 +306,9 @@ LESSONS: dict[str, Lesson] = {
                     "test_two_users_in_one_room_see_each_others_names",
                     "test_two_logged_in_users_chat_and_see_who_wrote_what",
                     "test_malformed_frame_gets_an_error_and_reaches_nobody",
+                    "test_message_fans_out_to_every_user_in_the_room_only",
+                    "test_a_message_is_not_seen_in_another_room",
+                    "test_room_name_the_layer_cannot_use_is_refused",
                 ),
                 hints=(
                     Hint(
@@ -327,6 +331,8 @@ LESSONS: dict[str, Lesson] = {
                 (
                     "test_message_is_stored_before_anyone_receives_it",
                     "test_messages_are_numbered_within_their_room",
+                    "test_a_rooms_lock_is_not_kept_once_its_message_is_sent",
+                    "test_malformed_frame_gets_an_error_and_changes_nothing",
                     "test_message_carries_its_author_room_and_time",
                 ),
             ),
@@ -367,6 +373,7 @@ LESSONS: dict[str, Lesson] = {
                     "test_a_history_says_which_message_it_follows",
                     "test_messages_the_layer_dropped_are_fetched_*",
                     "test_broadcasts_that_cross_are_shown_in_number_order_once",
+                    "test_an_after_that_is_not_a_message_number_gets_the_latest",
                 ),
             ),
             Checkpoint(
@@ -439,6 +446,7 @@ LESSONS: dict[str, Lesson] = {
                     "test_redis_restart_mid_conversation",
                     "test_burst_reaches_every_member",
                     "test_messages_dropped_after_the_last_event_are_caught_up",
+                    "test_a_message_whose_broadcast_fails_is_*",
                     "test_a_socket_that_drops_during_a_send_still_leaves_the_room",
                     "test_disconnect_leaves_every_group",
                 ),
@@ -588,7 +596,17 @@ LESSONS: dict[str, Lesson] = {
                     "test_a_change_whose_broadcast_failed_*",
                     "test_an_older_list_of_who_is_online_*",
                     "test_presence_updates_when_a_socket_dies_*",
+                    "test_two_sockets_of_one_user_count_once",
+                    "test_a_crowd_joining_at_once_shares_presence_broadcasts",
                 ),  # fmt: skip
+            ),
+            Checkpoint(
+                "A message costs two statements, and its number has no gap",
+                "chat/store.py's save_message takes the room's next number with one"
+                " UPDATE ... RETURNING and lets the unique constraint refuse a copy"
+                " sent again, whose number is given back. See"
+                " step12_at_scale/README.md.",
+                ("test_a_message_sent_again_is_stored_and_shown_once",),
             ),
         ],
     ),
@@ -606,6 +624,8 @@ LESSONS: dict[str, Lesson] = {
                     "test_logging_in_over_plain_http_*",
                     "test_collectstatic_*",
                     "test_uvicorn_alone_serves_the_stylesheet_*",
+                    "test_debug_off_with_the_development_secret_key_*",
+                    "test_postgres_variables_select_postgresql_too",
                 ),  # fmt: skip
             ),
         ],
@@ -624,7 +644,19 @@ LESSONS: dict[str, Lesson] = {
                     "test_a_browser_logs_in_and_chats_through_the_proxy",
                     "test_an_app_server_killed_*",
                     "test_docker_runs_the_same_files_as_the_tested_stack",
+                    "test_a_second_stop_signal_while_stopping_*",
                 ),  # fmt: skip
+            ),
+            Checkpoint(
+                "nginx limits each address: sockets, account pages, sign-ups",
+                "deploy/nginx/chat.conf.template: limit_conn on /ws/, limit_req on"
+                " /accounts/, and X-Forwarded-For set to the client's own address. See"
+                " step14_deployment/README.md.",
+                (
+                    "test_one_address_gets_at_most_100_sockets",
+                    "test_the_account_pages_are_rate_limited_per_address",
+                    "test_a_made_up_forwarded_address_*",
+                ),
             ),
         ],
     ),

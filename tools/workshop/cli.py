@@ -8,6 +8,7 @@ with Ctrl+C is normal and ends with exit status 0.
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -175,8 +176,14 @@ def stop_like_ctrl_c() -> None:
         threading.Thread(target=watch, daemon=True).start()
 
 
-def check_port(port: int, host: str, again: str) -> None:
+def check_port(port: int, host: str, make_target: str, command: str) -> None:
+    """Refused in one line, and how to run the same on the next port, as the learner
+    runs it: `make <make_target> PORT=...` or `python workshop.py <command> --port`."""
     if port_in_use(port, host):
+        again = commands.spelled(
+            f"make {make_target} PORT={port + 1}",
+            f"python workshop.py {command} --port {port + 1}",
+        )
         raise UserError(
             f"Port {port} is already in use on {host} (another server is running"
             f" there?).\nStop that server, or pick another port: {again}"
@@ -196,8 +203,9 @@ def database_in_use(step: Step) -> str:
 def serve(step_number: str, host: str, port: int, folder: Path | None = None) -> int:
     """Run a step (or, with `folder`, the learner's workspace working towards it)."""
     step = find_step(step_number)
-    again = "make run" if folder else f"make step{step.number}"
-    check_port(port, host, f"{again} PORT={port + 1}")
+    make, python = ("run", "run") if folder else (f"step{step.number}", "step")
+    python += "" if folder else f" {step.number}"
+    check_port(port, host, make, python)
     wants_redis = lesson_setting(step, "redis") == "preferred"
     if folder:
         step = Step(step.number, folder)
@@ -236,7 +244,7 @@ def serve_workers(step_number: str, host: str, port: int, workers: int) -> int:
             f"Step {step.number} does not run on several workers (its channel layer"
             f" is in memory). Steps that do: {', '.join(map(str, with_workers))}."
         )
-    check_port(port, host, f"make step{step.number}-workers PORT={port + 1}")
+    check_port(port, host, f"step{step.number}-workers", f"workers {step.number}")
     env, redis_server = local_redis_for(step, required=True)
     try:
         subprocess.run(
@@ -271,7 +279,7 @@ def serve_stack(step_number: str, port: int) -> int:
             f"Step {step.number} has no deployed stack. Steps that do:"
             f" {', '.join(map(str, with_stack))}."
         )
-    check_port(port, "127.0.0.1", f"make step{step.number}-stack PORT={port + 1}")
+    check_port(port, "127.0.0.1", f"step{step.number}-stack", f"stack {step.number}")
     from workshop import stack_watch
 
     command = [sys.executable, "-m", "testsupport.stack", "--port", str(port)]
@@ -547,8 +555,24 @@ def positive(text: str) -> int:
     return int(text)
 
 
+class Parser(argparse.ArgumentParser):
+    """A wrong command or option gets one line, not argparse's usage first."""
+
+    def error(self, message: str):
+        if "invalid choice" in message:  # not a command: where the commands are
+            help_command = commands.spelled("make help", "python workshop.py help")
+            message = re.sub(r" \(choose from .*\)$", "", message)
+            message += f" (the commands: {help_command})"
+        self.exit(2, f"error: {message}\n")
+
+
+# `make step2` is `python workshop.py step 2`; step2 is accepted too, as are
+# step2-workers and step2-stack.
+MAKE_STYLE = re.compile(r"step(\d+)(?:-(workers|stack))?")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python workshop.py", add_help=False)
+    parser = Parser(prog="python workshop.py", add_help=False)
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("help")
     commands.add_parser("steps")
@@ -626,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
         from workshop.bench.run import main as bench_main
 
         return bench_main(argv[1:])
+    if argv and (make_style := MAKE_STYLE.fullmatch(argv[0])):
+        argv = [make_style[2] or "step", make_style[1], *argv[1:]]
     args = build_parser().parse_args(argv)
     stop_like_ctrl_c()
     try:

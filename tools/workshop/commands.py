@@ -4,7 +4,15 @@ Standard library only: workshop.py prints the help from here before any virtuale
 exists (`make` alone, `python workshop.py help`).
 """
 
+import os
+
 from workshop.steps import describe_steps
+
+
+def spelled(make: str, python: str) -> str:
+    """A command as the learner gives them: make sets MAKELEVEL for what it runs."""
+    return make if "MAKELEVEL" in os.environ else python
+
 
 # (make form, python form, what it does): `help` prints this table.
 COMMANDS = [

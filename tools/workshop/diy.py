@@ -711,12 +711,25 @@ def judge_tests(report: Report, checkpoint: Checkpoint, results: dict, e: Eviden
     not_run = [n for n, r in results.items() if r.outcome == "not run"]
     if failed:
         causes = e.causes_of(list(failed.values()))
-        names = list(failed)[:3]
+        # One line for each failing test, not one for each of its parameters.
+        variants = {}
+        for name in failed:
+            variants.setdefault(name.split("[", 1)[0], []).append(name)
+        shown = list(variants)[:SHOWN_FAILURES]
+        more = len(variants) - len(shown)
+        details = both("make check DETAILS=1", "python workshop.py check --details")
+        also = [f"And {more} more tests failed: {details} shows them all."]
         if causes:
             why = [e.cause(cause) for cause in causes]
-            why.append("Failed: " + "; ".join(plain_words(n) for n in names))
+            why.append("Failed: " + "; ".join(failed_words(variants[n]) for n in shown))
         else:
-            why = [f"Failed: {plain_words(n)}: {failed[n].words}" for n in names]
+            why = [
+                f"Failed: {failed_words(variants[n])}: {failed[variants[n][0]].words}"
+                for n in shown
+            ]
+        why += also if more else []
+        if not causes:
+            names = [variants[n][0] for n in shown]
             why += [f"To fix: {fix}" for fix in checkpoint.fixes_for(names)]
         report.fail(title, *why)
     elif not results or (not_run and not ran):
@@ -733,6 +746,17 @@ def judge_tests(report: Report, checkpoint: Checkpoint, results: dict, e: Eviden
     else:
         note = f"  ({len(skipped)} skipped: {skipped[0]})" if skipped else ""
         report.ok(title, note)
+
+
+# How many failing tests of one checkpoint the checklist names.
+SHOWN_FAILURES = 5
+
+
+def failed_words(variants: list[str]) -> str:
+    """["test_x[in-memory]", "test_x[redis]"] -> "x (on in-memory, redis)"."""
+    parameters = [name.partition("[")[2].rstrip("]") for name in variants]
+    words = plain_words(variants[0].split("[", 1)[0])
+    return f"{words} (on {', '.join(parameters)})" if any(parameters) else words
 
 
 def not_checked_because(e: Evidence) -> str:
@@ -954,7 +978,11 @@ def print_report(report: Report, e: Evidence, quick: bool, details: bool) -> Non
     print_differences(differences_to_tell(e))
     total = report.passed + report.failed
     verdict = (
-        "every checkpoint passes"
+        (
+            "every checkpoint of the lesson passes"
+            if quick
+            else "every checkpoint passes"
+        )
         if not report.failed
         else f"{report.passed} of {total} checkpoints pass"
     )
