@@ -8,6 +8,7 @@ Measured once per run, not in rounds: it is a figure to read, not a target.
 import asyncio
 import time
 
+from workshop.bench.figures import Run, num, percent
 from workshop.bench.harness import Bench
 from workshop.bench.load import (
     OPEN_BATCH,
@@ -120,3 +121,35 @@ def measure(bench: Bench, variant: Variant, clients: int) -> None:
         }
 
     bench.attempt(row, run)
+
+
+# --- in the note ---------------------------------------------------------------------
+
+
+def report(run: Run) -> dict | None:
+    rows = [r for r in run.data["runs"] if r["scenario"] == "big_room"]
+    if not rows:
+        return None
+    row = rows[0]
+    if "error" in row:
+        return {"clients": num(row["clients"]), "failed": row["error"]}
+    return {
+        "clients": num(row["clients"]),
+        "variant": run.name(row["variant"]),
+        "opened": num(row["opened"]),
+        "refused": num(row["refused"]),
+        "all_open": num(row["all_open_s"], ".1f"),
+        "settled": num(row["settled_s"], ".1f"),
+        "join_ms": num(row["cpu_ms_per_join"], ".2f"),
+        "rss": num(row["rss_kib_per_idle_connection"]),
+        "received": num(row["received"]),
+        "expected": num(row["expected"]),
+        "delivered": percent(row["delivery_ratio"], ".2%"),
+        "median_ms": num(row["median_arrival_ms"]),
+        "last_ms": num(row["last_arrival_ms"]),
+        "join_at_big": num(
+            run.median("throughput", row["variant"], run.big, "cpu_ms_per_join"), ".2f"
+        )
+        if run.big
+        else None,
+    }

@@ -6,6 +6,7 @@ import asyncio
 import signal
 
 from workshop.bench import breakdown
+from workshop.bench.figures import BASELINE, CPU_TARGET, Run, num, percent, times
 from workshop.bench.harness import Bench
 from workshop.bench.load import run_room
 from workshop.bench.server import Idle, Server, cpu_seconds, wait_for_file
@@ -66,4 +67,108 @@ def measure(bench: Bench, variant: Variant, clients: int) -> None:
         "clients": clients,
         "joining": joining,
         "messages": messages,
+    }
+
+
+# --- in the note ---------------------------------------------------------------------
+
+
+def report(run: Run) -> dict | None:
+    cpu = run.data["breakdowns"].get("cpu")
+    if not cpu:
+        return None
+    clients = cpu["clients"]
+    per_delivery = run.median(
+        "throughput", cpu["variant"], clients, "cpu_us_per_delivery"
+    )
+    base = run.median("throughput", BASELINE, clients, "cpu_us_per_delivery")
+    messages, joining = cpu["messages"], cpu["joining"]
+    per_join = joining["cpu_ms_per_connection"]
+
+    def table(entries, per, spec):
+        return [
+            {
+                "what": e["what"],
+                "share": percent(e["share"]),
+                "per": num(e["share"] * per, spec),
+            }
+            for e in entries
+            if e["share"] >= 0.005
+        ]
+
+    shares = {e["what"]: e["share"] for e in messages["components"]}
+    functions = {e["what"]: e["share"] for e in messages["functions"]}
+    step = run.data["last_step"]["name"]
+    session = sum(
+        share
+        for what, share in functions.items()
+        if what.startswith(("django/utils/functional.py", "channels/sessions.py"))
+    )
+    join_functions = {e["what"]: e["share"] for e in joining["functions"]}
+    join_shares = {e["what"]: e["share"] for e in joining["components"]}
+    connections = sum(
+        share
+        for what, share in join_functions.items()
+        if what.split(":")[-1] in ("get_new_connection", "_close", "close")
+    )
+    return {
+        "variant": run.name(cpu["variant"]),
+        "clients": clients,
+        "per_delivery": num(per_delivery),
+        "baseline": num(base),
+        "budget": num(base * CPU_TARGET if base else None),
+        "seconds": num(messages["seconds"], ".1f"),
+        "join_seconds": num(joining["seconds"], ".1f"),
+        "sampler": percent(
+            messages["sampler_seconds"]
+            / (messages["seconds"] + messages["sampler_seconds"])
+        ),
+        "components": table(messages["components"], per_delivery or 0, ".1f"),
+        "functions": table(messages["functions"], per_delivery or 0, ".1f"),
+        "join_components": table(joining["components"], per_join, ".2f"),
+        "join_functions": table(joining["functions"][:12], per_join, ".2f"),
+        "join_ms": num(per_join, ".1f"),
+        "channels_share": percent(shares.get("channels", 0)),
+        "channels_us": num(shares.get("channels", 0) * per_delivery, ".0f")
+        if per_delivery
+        else "—",
+        "dispatch_share": percent(
+            functions.get("channels/utils.py:await_many_dispatch", 0)
+        ),
+        "session_share": percent(session),
+        "session_us": num(session * per_delivery, ".0f") if per_delivery else "—",
+        "layer_share": percent(
+            shares.get("channels_redis", 0) + shares.get("redis", 0)
+        ),
+        "server_share": percent(
+            shares.get("uvicorn", 0)
+            + shares.get("websockets", 0)
+            + shares.get("event loop", 0)
+        ),
+        "django_share": percent(shares.get("django", 0)),
+        "step_share": percent(sum(v for k, v in shares.items() if k.startswith(step))),
+        "without_channels": times(per_delivery * (1 - shares.get("channels", 0)) / base)
+        if per_delivery and base
+        else "—",
+        "connections_share": percent(connections),
+        "connections_ms": num(connections * per_join, ".1f"),
+        "presence_share": percent(
+            join_functions.get("channels/generic/websocket.py:encode_json", 0)
+        ),
+        "join_django_share": percent(join_shares.get("django", 0)),
+        "join_django_ms": num(join_shares.get("django", 0) * per_join, ".1f"),
+        "join_rest_share": percent(
+            sum(
+                join_shares.get(what, 0)
+                for what in (
+                    "channels",
+                    "channels_redis",
+                    "redis",
+                    "uvicorn",
+                    "websockets",
+                    "event loop",
+                    "asgiref",
+                )
+            )
+        ),
     }

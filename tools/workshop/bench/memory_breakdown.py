@@ -13,6 +13,7 @@ import signal
 import time
 
 from workshop.bench import breakdown
+from workshop.bench.figures import BASELINE, Run, num
 from workshop.bench.harness import Bench
 from workshop.bench.load import drop, in_room, open_clients, settle
 from workshop.bench.server import Idle, Server, rss_bytes, wait_for_file
@@ -91,4 +92,69 @@ def measure_one_user(bench: Bench, variant: Variant, clients: int) -> None:
         "variant": variant.key,
         "clients": clients,
         "rss_kib_per_idle_connection": (after - before) / clients / 1024,
+    }
+
+
+# --- in the note ---------------------------------------------------------------------
+
+
+# Whether each part of an idle connection's memory could be done without.
+CAN_CUT = {
+    "uvicorn": "no: the connection itself (protocol, buffers, handshake headers)",
+    "websockets": "no: the connection itself (the WebSocket protocol's state)",
+    "event loop": "no: the connection itself (transport, socket)",
+    "channels": "no: a consumer instance, its scope, and its dispatch loop's tasks,"
+    " for each socket: how Channels works",
+    "channels_redis": "not with this layer: a queue and a subscription for each consumer",
+    "redis": "not with this layer: its connections to Redis",
+    "django": "partly: the session and user objects that `AuthMiddlewareStack` keeps in"
+    " each scope",
+    "asgiref": "no: Channels' wrappers around each consumer",
+}
+
+
+def report(run: Run) -> dict | None:
+    memory = run.data["breakdowns"].get("memory")
+    if not memory or not run.default or run.default["key"] not in memory:
+        return None
+    key, big = run.default["key"], run.big
+    total = run.median("throughput", key, big, "rss_kib_per_idle_connection")
+    base_total = run.median("throughput", BASELINE, big, "rss_kib_per_idle_connection")
+    one = run.data["breakdowns"].get("one_user", {}).get("rss_kib_per_idle_connection")
+
+    def parts(variant):
+        found = memory.get(variant)
+        if not found:
+            return None
+        return {
+            "traced": num(found["traced_kib_per_connection"], ".1f"),
+            "traced_value": found["traced_kib_per_connection"],
+            "connections": found["connections"],
+            "components": [
+                {
+                    "what": e["what"],
+                    "kib": num(e["amount"], ".1f"),
+                    "cut": CAN_CUT.get(e["what"], "the step's own state"),
+                }
+                for e in found["components"]
+                if e["amount"] >= 0.05
+            ],
+            "sites": [
+                {"what": e["what"], "kib": num(e["amount"], ".1f")}
+                for e in found["sites"]
+                if e["amount"] >= 0.05
+            ],
+        }
+
+    last = parts(key)
+    return {
+        "total": num(total),
+        "base_total": num(base_total),
+        "one_user": num(one),
+        "presence": num(total - one if total is not None and one is not None else None),
+        "untraced": num(one - last["traced_value"] if one else None, ".1f"),
+        "last": last,
+        "baseline": parts(BASELINE),
+        "tutorial": parts("async-uvicorn"),
+        "tutorial_name": run.name("async-uvicorn"),
     }

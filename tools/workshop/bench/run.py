@@ -6,12 +6,13 @@ python -m workshop.bench.run [--quick] [--only TEXT] [--sizes 100,1000] [--round
 
 One module a measurement: saturation.py (a room at full speed: throughput and burst),
 steady.py (a steady offered load), storm.py (the reconnect storm),
-slow_readers.py (pages that stop reading), memory_breakdown.py
-and cpu_breakdown.py; schedule.py says in what order (plan.py, how much), server.py
-runs each server, harness.py holds what they share, summary.py sums the rows up.
-The figures go to JSON (notes/performance/bench.json; bench-results/ for a quick or
-partial run), which report.py, run as a separate process, turns into
-notes/performance.md.
+slow_readers.py (pages that stop reading), big_room.py (one room of 10,000),
+memory_breakdown.py and cpu_breakdown.py; schedule.py says in what order (plan.py, how
+much), server.py runs each server, harness.py holds what they share, summary.py sums
+the rows up. The figures go to JSON (notes/performance/bench.json; bench-results/ for
+a quick or partial run), which report.py, run as a separate process, turns into
+notes/performance.md: each measurement's module also writes its own part of the note
+(its rows), with what figures.py holds (the run, the targets, how a figure is written).
 """
 
 import argparse

@@ -8,6 +8,7 @@ per delivery, and the memory each idle connection added while the room filled.
 import asyncio
 import time
 
+from workshop.bench.figures import Run, delivered, num, percent, ratio_cell, spread
 from workshop.bench.harness import Bench
 from workshop.bench.load import RoomResult, run_room
 from workshop.bench.server import CpuWatch, Idle, Server, cpu_seconds, rss_bytes
@@ -88,3 +89,54 @@ def measure(
         }
 
     bench.attempt(row, run)
+
+
+# --- in the note ---------------------------------------------------------------------
+
+
+def rows(run: Run, scenario: str) -> list[dict]:
+    rows = []
+    for s in run.summary:
+        if s["scenario"] != scenario:
+            continue
+        vs = s.get("vs_baseline")
+        rows.append(
+            {
+                "variant": run.name(s["variant"]),
+                "clients": s["clients"],
+                "deliveries": spread(s["deliveries_per_second"]),
+                "throughput_ratio": ratio_cell(vs, "deliveries_per_second", ".2f"),
+                "p50": spread(s["p50_ms"], ",.0f", "never"),
+                "p99": spread(s["p99_ms"], ",.0f", "never"),
+                "delivered": delivered(s),
+                "cpu": spread(s["cpu_us_per_delivery"]),
+                "cpu_ratio": ratio_cell(vs, "cpu_us_per_delivery"),
+                "rss": spread(s["rss_kib_per_idle_connection"]),
+                "client": percent(s["client_cpu_share"]["median"]),
+                "failed": "; ".join(s["failed"]),
+            }
+        )
+    return sorted(rows, key=lambda r: r["clients"])
+
+
+def capacity(run: Run) -> list[dict]:
+    """What one core could deliver at each variant's CPU per delivery: above or below
+    the fixed load? (From the peak-throughput runs in a room of the same size.)"""
+    steady = run.plan.get("steady")
+    found = []
+    for s in run.summary:
+        if s["scenario"] != "steady":
+            continue
+        cpu = run.median(
+            "throughput", s["variant"], steady["clients"], "cpu_us_per_delivery"
+        )
+        if cpu:
+            found.append(
+                {
+                    "variant": run.name(s["variant"]),
+                    "cpu": num(cpu),
+                    "most": num(1e6 / cpu),
+                    "enough": 1e6 / cpu >= steady["rate"] * (steady["clients"] - 1),
+                }
+            )
+    return found

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from workshop.bench.figures import Run, delivered, num, spread, times
 from workshop.bench.harness import Bench
 from workshop.bench.load import (
     CHAT,
@@ -227,3 +228,46 @@ def measure_one(bench: Bench, variant: Variant, round_: int, configuration: str)
         return figures
 
     bench.attempt(row, run)
+
+
+# --- in the note ---------------------------------------------------------------------
+
+
+def report(run: Run) -> dict | None:
+    plan = run.plan.get("slow_readers")
+    groups = {
+        s["configuration"]: s for s in run.summary if s["scenario"] == "slow_readers"
+    }
+    if not plan or not groups:
+        return None
+    rows = []
+    reading = groups.get("reading")
+    for configuration, meaning in (
+        ("reading", "every page reads"),
+        (
+            "bounded",
+            f"{plan['stalled']} stop reading; `CHANNEL_CAPACITY` {plan['capacity']}",
+        ),
+        ("unbounded", f"{plan['stalled']} stop reading; no bound"),
+    ):
+        s = groups.get(configuration)
+        if not s:
+            continue
+        growth = s["rss_growth_mib"]["median"]
+        base = reading["rss_growth_mib"]["median"] if reading else None
+        rows.append(
+            {
+                "configuration": configuration,
+                "meaning": meaning,
+                "failed": "; ".join(s["failed"]),
+                "rss": spread(s["rss_growth_mib"], ".1f"),
+                "vs_reading": times(growth / base if growth and base else None),
+                "tcp": spread(s["tcp_buffers_growth_mib"], ".1f"),
+                "readers": delivered(s),
+                "stalled_got": spread(s["stalled_delivery_ratio"], ".1%"),
+                "stalled_skipped": spread(s["stalled_skipped_ratio"], ".1%"),
+                "unaccounted": num(s["stalled_unaccounted"]["max"]),
+                "caught_up": spread(s["stalled_caught_up_s"], ".1f"),
+            }
+        )
+    return {**plan, "variant": run.name(run.default["key"]), "rows": rows}

@@ -4,6 +4,7 @@ fast, and at what share of a core?"""
 
 import asyncio
 
+from workshop.bench.figures import Run, delivered, percent, spread
 from workshop.bench.harness import Bench
 from workshop.bench.load import run_steady
 from workshop.bench.saturation import room_figures
@@ -48,3 +49,23 @@ def measure(bench: Bench, variant: Variant, round_: int) -> None:
         return {**room_figures(result, watch), "expected": result.expected}
 
     bench.attempt(row, run)
+
+
+# --- in the note ---------------------------------------------------------------------
+
+
+def rows(run: Run) -> list[dict]:
+    return [
+        {
+            "variant": run.name(s["variant"]),
+            "sustained": spread(s["deliveries_per_second"]),
+            "p50": spread(s["p50_ms"], ",.0f", "never"),
+            "p99": spread(s["p99_ms"], ",.0f", "never"),
+            "delivered": delivered(s),
+            "server": percent(s["server_cpu_share"]["median"]),
+            "client": percent(s["client_cpu_share"]["median"]),
+            "failed": "; ".join(s["failed"]),
+        }
+        for s in run.summary
+        if s["scenario"] == "steady"
+    ]

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 
+from workshop.bench.figures import Run, median, num, percent, spread
 from workshop.bench.harness import Bench, manage_shell
 from workshop.bench.server import Idle, Server, cpu_seconds
 from workshop.bench.storm_clients import Backoff, run_storm
@@ -81,3 +82,41 @@ def measure(bench: Bench, variant: Variant, round_: int, backoff: Backoff) -> No
         }
 
     bench.attempt(row, run)
+
+
+# --- in the note ---------------------------------------------------------------------
+
+
+def figures(run: Run, cpu: dict | None) -> dict | None:
+    s = run.group("storm", run.default["key"]) if run.default else None
+    if not s:
+        return None
+    runs = [r for r in run.runs(run.default["key"], "storm") if "error" not in r]
+    stored = [r["stored"] for r in runs]
+    listeners = run.plan["storm"]["listeners"]
+    joining = run.data["breakdowns"].get("cpu", {}).get("joining", {})
+    per_join = joining.get("cpu_ms_per_connection")
+    return {
+        "runs": len(runs),
+        "failed": "; ".join(s["failed"]),
+        "server_up": spread(s["server_up_s"], ".1f"),
+        "reconnected": spread(s["all_reconnected_s"], ".1f", "not all"),
+        "median_caught_up": spread(s["median_caught_up_s"], ".1f"),
+        "caught_up": spread(s["all_caught_up_s"], ".1f", "not all"),
+        "lost": spread(s["lost"]),
+        "stored": spread(
+            {
+                "median": median(stored),
+                "min": min(stored, default=None),
+                "max": max(stored, default=None),
+            }
+        ),
+        "cpu": spread(s["storm_cpu_s"], ".1f"),
+        "cpu_share": spread(s["storm_cpu_share"], ".0%"),
+        "failed_attempts": spread(s["failed_attempts"]),
+        "client": percent(s["client_cpu_share"]["median"]),
+        "startup_cpu": num(median([r["server_startup_cpu_s"] for r in runs]), ".1f"),
+        "fill": num(median([r["fill_s"] for r in runs]), ".1f"),
+        "join_ms": num(per_join, ".1f") if cpu else None,
+        "join_total": num(per_join * listeners / 1000, ".1f") if per_join else None,
+    }
