@@ -22,7 +22,9 @@ from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from uvicorn.protocols.utils import ClientDisconnected
 
@@ -415,6 +417,26 @@ async def test_a_message_sent_again_is_stored_and_shown_once(open_socket):
         (2, "barrier"),
     ]
     assert await stored_texts() == ["only once", "barrier"]
+
+
+def test_a_message_costs_two_statements_and_a_copy_sent_again_three():
+    alice = User.objects.create(username="alice")
+    save_message("lobby", alice, "the room's first")  # the room comes first
+    with CaptureQueriesContext(connection) as stored:
+        frame, new = save_message("lobby", alice, "second", "c2")
+    with CaptureQueriesContext(connection) as sent_again:
+        earlier, new_again = save_message("lobby", alice, "second", "c2")
+
+    assert (frame["id"], new, earlier, new_again) == (2, True, frame, False)
+    assert statements(stored) == ["UPDATE", "INSERT"]
+    # The number taken, the copy refused (and both rolled back), the first one read.
+    assert statements(sent_again) == ["UPDATE", "INSERT", "SELECT"]
+
+
+def statements(captured) -> list[str]:
+    """What the database was asked, without BEGIN, COMMIT and savepoints."""
+    kinds = [query["sql"].split()[0].upper() for query in captured]
+    return [kind for kind in kinds if kind in ("SELECT", "INSERT", "UPDATE", "DELETE")]
 
 
 async def test_two_users_may_make_up_the_same_client_id(open_socket):

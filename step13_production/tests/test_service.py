@@ -485,14 +485,18 @@ def test_room_page_reconnects_after_a_server_restart_and_catches_up(
 
 
 # Run in the page before its own script. Every wait before a reconnection is
-# recorded, and Math.random() is always 0.5, so that each wait is known exactly:
-# half of the backoff ("full jitter"). With holdReconnects set, a reconnection is
-# held, not timed, until the page clears it. Sockets closed are counted.
+# recorded, and Math.random() returns 0.25, 0.75, 0.25, ... so that each wait is
+# known exactly ("full jitter": that part of the backoff). With holdReconnects set,
+# a reconnection is held, not timed, until the test releases it or the page clears
+# it. With dropFrames set, the page's sockets open but it gets no frame. Sockets
+# closed are counted.
 RECORD_RECONNECTIONS = """
 window.reconnectWaits = [];
 window.heldReconnects = new Map();
 window.socketsClosed = 0;
-Math.random = () => 0.5;
+const randoms = [0.25, 0.75];
+let draws = 0;
+Math.random = () => randoms[draws++ % randoms.length];
 const pageSetTimeout = window.setTimeout;
 const pageClearTimeout = window.clearTimeout;
 window.setTimeout = function (callback, wait, ...rest) {
@@ -510,11 +514,19 @@ window.clearTimeout = function (id) {
     window.heldReconnects.delete(id);
     return pageClearTimeout(id);
 };
+window.releaseReconnect = function () {
+    const [id, connect] = window.heldReconnects.entries().next().value;
+    window.heldReconnects.delete(id);
+    connect();
+};
 window.WebSocket = class extends window.WebSocket {
     constructor(...args) {
         super(...args);
-        // Added before the page's own onclose, so it runs first.
+        // Added before the page's own handlers, so these run first.
         this.addEventListener('close', () => { window.socketsClosed += 1; });
+        this.addEventListener('message', (event) => {
+            if (window.dropFrames) event.stopImmediatePropagation();
+        });
     }
 };
 """
@@ -537,28 +549,46 @@ def test_the_page_waits_a_random_part_of_the_backoff_and_starts_again_once_answe
     open_recorded_room_page(browser, server, alice_cookie)
     WebDriverWait(browser, 10).until(state_is("connected"))
 
-    def waits():
-        return browser.execute_script("return window.reconnectWaits")
+    def page(script):
+        return browser.execute_script(f"return {script}")
 
+    def next_wait():
+        """The wait the page holds next, once its socket has closed."""
+        WebDriverWait(browser, 10).until(
+            lambda d: page("window.heldReconnects.size") == 1
+        )
+        return page("window.reconnectWaits.at(-1)")
+
+    page("window.holdReconnects = true")
     kill(server)
-    WebDriverWait(browser, 10).until(lambda d: len(waits()) >= 2)  # a failed retry
+    # Each try fails while the server is down: the backoff doubles, up to 15 s.
+    waits = [next_wait()]
+    for _ in range(5):
+        page("window.releaseReconnect()")
+        waits.append(next_wait())
+    assert waits == [250, 1500, 1000, 6000, 3750, 11250]
+
+    # A socket that opens, but brings no history before it closes, is no answer:
+    # the backoff goes on.
     restarted = servers(database, port=server.port)
+    page("window.dropFrames = true")
+    page("window.releaseReconnect()")
+    WebDriverWait(browser, 20).until(state_is("connected"))
+    kill(restarted)
+    assert next_wait() == 3750
+
+    # Answered (the history frame came): the backoff starts again from 1 s.
+    restarted = servers(database, port=server.port)
+    page("window.dropFrames = false")
+    page("window.releaseReconnect()")
     WebDriverWait(browser, 20).until(state_is("connected"))
     # A barrier: bob's message comes after the history frame that answers the page.
     bob = ChatClient(restarted.port, "lobby", bob_cookie).connect()
     bob.send("back")
     WebDriverWait(browser, 10).until(log_has("back"))
     bob.close()
-    first_outage = waits()
-    # Half of 1, 2, 4, 8 s..., at most 15 s: each retry that fails doubles the wait.
-    assert first_outage == [
-        min(1000 * 2**retry, 15000) / 2 for retry in range(len(first_outage))
-    ]
-
     kill(restarted)
-    WebDriverWait(browser, 10).until(lambda d: len(waits()) > len(first_outage))
-    # The server answered in between (its history frame came): from 1 s again.
-    assert waits()[len(first_outage)] == 500
+    assert next_wait() == 750
 
 
 def test_a_page_that_is_left_stops_reconnecting_and_its_old_socket_changes_nothing(

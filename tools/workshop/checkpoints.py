@@ -601,12 +601,16 @@ LESSONS: dict[str, Lesson] = {
                 ),  # fmt: skip
             ),
             Checkpoint(
-                "A message costs two statements, and its number has no gap",
+                "A message costs two statements; a copy sent again is refused by the"
+                " database, and its number given back",
                 "chat/store.py's save_message takes the room's next number with one"
-                " UPDATE ... RETURNING and lets the unique constraint refuse a copy"
-                " sent again, whose number is given back. See"
-                " step12_at_scale/README.md.",
-                ("test_a_message_sent_again_is_stored_and_shown_once",),
+                " UPDATE ... RETURNING, inserts, and lets the unique constraint refuse"
+                " a copy sent again (its transaction, and the number it took, rolled"
+                " back). See step12_at_scale/README.md.",
+                (
+                    "test_a_message_costs_two_statements_*",
+                    "test_a_message_sent_again_is_stored_and_shown_once",
+                ),
             ),
         ],
     ),
@@ -648,7 +652,8 @@ LESSONS: dict[str, Lesson] = {
                 ),  # fmt: skip
             ),
             Checkpoint(
-                "nginx limits each address: sockets, account pages, sign-ups",
+                "nginx limits each address's sockets and account pages, and passes"
+                " on the real address that sign-ups are counted by",
                 "deploy/nginx/chat.conf.template: limit_conn on /ws/, limit_req on"
                 " /accounts/, and X-Forwarded-For set to the client's own address. See"
                 " step14_deployment/README.md.",

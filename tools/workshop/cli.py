@@ -559,7 +559,7 @@ class Parser(argparse.ArgumentParser):
     """A wrong command or option gets one line, not argparse's usage first."""
 
     def error(self, message: str):
-        if "invalid choice" in message:  # not a command: where the commands are
+        if message.startswith("argument command: invalid choice"):  # the commands
             help_command = commands.spelled("make help", "python workshop.py help")
             message = re.sub(r" \(choose from .*\)$", "", message)
             message += f" (the commands: {help_command})"

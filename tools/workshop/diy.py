@@ -717,8 +717,11 @@ def judge_tests(report: Report, checkpoint: Checkpoint, results: dict, e: Eviden
             variants.setdefault(name.split("[", 1)[0], []).append(name)
         shown = list(variants)[:SHOWN_FAILURES]
         more = len(variants) - len(shown)
-        details = both("make check DETAILS=1", "python workshop.py check --details")
-        also = [f"And {more} more tests failed: {details} shows them all."]
+        tests = "test" if more == 1 else "tests"
+        also = [
+            f"And {more} more {tests} failed: check again with DETAILS=1 (without"
+            " make: --details) to see every failure in the tests' own output."
+        ]
         if causes:
             why = [e.cause(cause) for cause in causes]
             why.append("Failed: " + "; ".join(failed_words(variants[n]) for n in shown))
@@ -754,7 +757,7 @@ SHOWN_FAILURES = 5
 
 def failed_words(variants: list[str]) -> str:
     """["test_x[in-memory]", "test_x[redis]"] -> "x (on in-memory, redis)"."""
-    parameters = [name.partition("[")[2].rstrip("]") for name in variants]
+    parameters = [name.partition("[")[2].removesuffix("]") for name in variants]
     words = plain_words(variants[0].split("[", 1)[0])
     return f"{words} (on {', '.join(parameters)})" if any(parameters) else words
 
