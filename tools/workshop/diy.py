@@ -996,7 +996,7 @@ def print_report(report: Report, e: Evidence, quick: bool, details: bool) -> Non
             " the earlier lessons' tests, and only it lets the next step carry on from"
             " your code."
         )
-    if e.artifacts:
+    if e.artifacts and report.failed:  # (a lesson's own tests meet failing mutants)
         print(
             "Screenshots and browser console logs of the failing browser tests:"
             f" {shown(e.artifacts)}/"
