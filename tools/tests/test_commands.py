@@ -522,3 +522,17 @@ def test_a_server_does_not_outlive_the_command_that_started_it(
     wait_until_all_gone(chain, top)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_hypothesis_keeps_its_files_out_of_the_steps(monkeypatch):
+    from workshop.testrun import environment
+
+    monkeypatch.delenv("HYPOTHESIS_STORAGE_DIRECTORY", raising=False)
+    assert environment("step9_presence")["HYPOTHESIS_STORAGE_DIRECTORY"] == str(
+        ROOT / "build" / "hypothesis" / "step9_presence"
+    )
+    monkeypatch.setenv("HYPOTHESIS_STORAGE_DIRECTORY", "/somewhere/of/yours")
+    assert (
+        environment("step9_presence")["HYPOTHESIS_STORAGE_DIRECTORY"]
+        == "/somewhere/of/yours"
+    )

@@ -513,6 +513,9 @@ def clean(everything: bool) -> int:
         if path.is_dir() and path.name in CACHE_NAMES:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
+        elif path.is_file() and path.name.startswith("test_db.sqlite3"):
+            path.unlink()  # what a browser test's database left (-wal, -shm)
+            removed.append(path)
     for name in (".ruff_cache", "bench-results", "build"):
         if (ROOT / name).exists():
             shutil.rmtree(ROOT / name, ignore_errors=True)

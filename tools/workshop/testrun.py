@@ -76,8 +76,13 @@ def pytest_command(suite: Suite, junit_xml: Path, pytest_args: list[str]) -> lis
     return command + suite.arguments + pytest_args
 
 
-def environment() -> dict[str, str]:
+def environment(suite_name: str | None = None) -> dict[str, str]:
     env = {**os.environ}
+    if suite_name:
+        # Hypothesis keeps its examples and constants in build/, not in a .hypothesis
+        # folder inside the step: a step's folder holds only the step.
+        hypothesis = ROOT / "build" / "hypothesis" / suite_name
+        env.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(hypothesis))
     tools = str(ROOT / "tools")
     if tools not in env.get("PYTHONPATH", "").split(os.pathsep):
         env["PYTHONPATH"] = os.pathsep.join(
@@ -97,7 +102,7 @@ def run_suite(suite: Suite, pytest_args: list[str], stream: bool) -> Result:
     if stream:
         print(f"\n===== {suite.name}: pytest {' '.join(command[3:])}", flush=True)
         returncode = subprocess.run(
-            command, cwd=suite.path, env=environment()
+            command, cwd=suite.path, env=environment(file_name)
         ).returncode
         log.write_text("(printed above)\n")
     else:
@@ -105,7 +110,7 @@ def run_suite(suite: Suite, pytest_args: list[str], stream: bool) -> Result:
             returncode = subprocess.run(
                 command,
                 cwd=suite.path,
-                env=environment(),
+                env=environment(file_name),
                 stdout=output,
                 stderr=subprocess.STDOUT,
             ).returncode

@@ -6,11 +6,11 @@ import asyncio
 import signal
 
 from workshop.bench import breakdown
-from workshop.bench.figures import BASELINE, CPU_TARGET, Run, num, percent, times
+from workshop.bench.figures import CPU_TARGET, Run, num, percent, times
 from workshop.bench.harness import Bench
 from workshop.bench.load import run_room
 from workshop.bench.server import Idle, Server, cpu_seconds, wait_for_file
-from workshop.bench.variants import Variant
+from workshop.bench.variants import BASELINE, Variant
 
 
 def measure(bench: Bench, variant: Variant, clients: int) -> None:

@@ -2,8 +2,6 @@
 and how a figure is written. Each measurement's module turns its own results into
 rows with these; report.py puts the note together."""
 
-from workshop.bench.variants import BASELINE  # noqa: F401 (used by the reports)
-
 # The last step's targets, judged on the medians.
 CPU_TARGET = 8  # × the baseline's CPU per delivery, in the largest room
 SMALL_CPU_TARGET = 30  # × the baseline's CPU per delivery, in the smallest room

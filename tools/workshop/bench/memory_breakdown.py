@@ -13,11 +13,11 @@ import signal
 import time
 
 from workshop.bench import breakdown
-from workshop.bench.figures import BASELINE, Run, num
+from workshop.bench.figures import Run, num
 from workshop.bench.harness import Bench
 from workshop.bench.load import drop, in_room, open_clients, settle
 from workshop.bench.server import Idle, Server, rss_bytes, wait_for_file
-from workshop.bench.variants import Variant
+from workshop.bench.variants import BASELINE, Variant
 
 # Connections that join before the memory is counted: what only the first ones cost
 # (imports, caches) is left out.

@@ -23,7 +23,6 @@ from workshop.bench import (
 )
 from workshop.bench.figures import (
     ASYNC_TARGET,
-    BASELINE,
     CPU_TARGET,
     JOIN_TARGET_MS,
     MEMORY_TARGET,
@@ -37,6 +36,7 @@ from workshop.bench.figures import (
     times,
 )
 from workshop.bench.load import OPEN_BATCH
+from workshop.bench.variants import BASELINE
 from workshop.steps import ROOT
 
 TEMPLATE = Path(__file__).with_name("performance.md.template")
