@@ -6,15 +6,24 @@ import asyncio
 import signal
 
 from workshop.bench import breakdown
-from workshop.bench.figures import CPU_TARGET, Run, num, percent, times
+from workshop.bench.figures import (
+    CPU_TARGET,
+    SMALL_CPU_TARGET,
+    Run,
+    num,
+    percent,
+    times,
+)
 from workshop.bench.harness import Bench
 from workshop.bench.load import run_room
 from workshop.bench.server import Idle, Server, cpu_seconds, wait_for_file
 from workshop.bench.variants import BASELINE, Variant
 
 
-def measure(bench: Bench, variant: Variant, clients: int) -> None:
-    folder = bench.scratch / f"cpu-{variant.key}"
+def measure(bench: Bench, variant: Variant, clients: int, key: str = "cpu") -> None:
+    """Profile one server while `clients` join, then while messages go out; the
+    figures go to bench.breakdowns[key]."""
+    folder = bench.scratch / f"{key}-{variant.key}"
     folder.mkdir()
     env = bench.env_for(variant, unlimited=True)
     senders = min(bench.plan.senders, clients)
@@ -62,12 +71,16 @@ def measure(bench: Bench, variant: Variant, clients: int) -> None:
         if result.received
         else None,
     )
-    bench.breakdowns["cpu"] = {
+    bench.breakdowns[key] = {
         "variant": variant.key,
         "clients": clients,
         "joining": joining,
         "messages": messages,
     }
+
+
+def measure_small(bench: Bench, variant: Variant, clients: int) -> None:
+    measure(bench, variant, clients, key="cpu_small")
 
 
 # --- in the note ---------------------------------------------------------------------
@@ -172,3 +185,64 @@ def report(run: Run) -> dict | None:
             )
         ),
     }
+
+
+def report_small(run: Run) -> dict | None:
+    """The profile of messages in a small room: what each message costs, shared by
+    few deliveries."""
+    cpu = run.data["breakdowns"].get("cpu_small")
+    if not cpu:
+        return None
+    clients = cpu["clients"]
+    per_delivery = run.median(
+        "throughput", cpu["variant"], clients, "cpu_us_per_delivery"
+    )
+    base = run.median("throughput", BASELINE, clients, "cpu_us_per_delivery")
+    messages = cpu["messages"]
+    shares = {e["what"]: e["share"] for e in messages["components"]}
+    functions = {e["what"]: e["share"] for e in messages["functions"]}
+    rows = [
+        {
+            "what": DATABASE_THREAD if e["what"] == "concurrent" else e["what"],
+            "share": percent(e["share"]),
+            "per": num(e["share"] * (per_delivery or 0), ".1f"),
+        }
+        for e in messages["components"]
+        if e["share"] >= 0.005
+    ]
+    channels = shares.get("channels", 0) + sum(
+        share
+        for what, share in functions.items()
+        if what.startswith(("django/utils/functional.py", "channels/sessions.py"))
+    )
+    thread = shares.get("concurrent", 0) + shares.get("asgiref", 0)
+    return {
+        "variant": run.name(cpu["variant"]),
+        "clients": clients,
+        "per_delivery": num(per_delivery),
+        "baseline": num(base),
+        "budget": num(base * SMALL_CPU_TARGET if base else None),
+        "seconds": num(messages["seconds"], ".1f"),
+        "components": rows,
+        "others": clients - 1,
+        "per_message": num(per_delivery * (clients - 1), ",.0f")
+        if per_delivery
+        else "—",
+        "thread_share": percent(thread),
+        "thread_us": num(thread * per_delivery, ".0f") if per_delivery else "—",
+        "loop_share": percent(shares.get("event loop", 0)),
+        "redis_share": percent(
+            shares.get("redis", 0) + shares.get("channels_redis", 0)
+        ),
+        "channels_share": percent(channels),
+        "channels_us": num(channels * per_delivery, ".0f") if per_delivery else "—",
+        "without_channels": times(per_delivery * (1 - channels) / base)
+        if per_delivery and base
+        else "—",
+    }
+
+
+# The worker thread's CPU between two samples, when the sample finds it waiting for
+# its next call: the calls it ran in between (the ORM's queries, and asgiref's half
+# of each trip).
+DATABASE_THREAD = "the database thread (between samples)"

@@ -6,6 +6,7 @@ import time
 
 from workshop.bench import (
     big_room,
+    calls,
     cpu_breakdown,
     memory_breakdown,
     saturation,
@@ -26,6 +27,8 @@ from workshop.bench.variants import BASELINE, CHAT, Variant
 # The tutorial's asynchronous consumer under uvicorn: the steady load and the
 # memory breakdown set it beside the baseline and the last step.
 TUTORIAL_ASYNC = "async-uvicorn"
+# The room of the second CPU profile: the throughput run's smallest.
+SMALL_ROOM = 10
 
 
 def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
@@ -102,6 +105,11 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
             jobs.append(
                 ("cpu breakdown", cpu_breakdown.measure, default, plan.profile_clients)
             )
+            # Where a message's CPU goes in a small room, where each message is
+            # shared by few deliveries.
+            jobs.append(
+                ("cpu breakdown", cpu_breakdown.measure_small, default, SMALL_ROOM)
+            )
         for label, measure, variant, clients in jobs:
             started = time.monotonic()
             measure(bench, variant, clients)
@@ -110,3 +118,14 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
                 f" {label} N={clients}",
                 flush=True,
             )
+    if "breakdown" in scenarios and default:
+        # Every call a join or a message makes, alone; in the smoke run once, so
+        # that CI finds a call of the step's that the measurement no longer knows.
+        started = time.monotonic()
+        rounds = plan.rounds if plan.breakdowns else 1
+        calls.measure(bench, default, rounds)
+        print(
+            f"  {time.monotonic() - started:>4.0f} s {default.key:<20}"
+            f" each call, {rounds} round(s)",
+            flush=True,
+        )

@@ -1,0 +1,160 @@
+"""What a join and a message of the last step ask of the database and of Redis, call
+by call: each call measured alone, many times, in a process with the step's own
+settings (its SQLite database, the benchmark's Redis, DEBUG off), as CPU time per
+call. The profiles say where a server's CPU goes; this says what each of the step's
+calls costs, and how much of that is the trip to the database thread alone."""
+
+import json
+import os
+import subprocess
+import sys
+
+from workshop.bench.figures import JOIN_TARGET_MS, Run, median, num
+from workshop.bench.harness import Bench
+from workshop.bench.variants import Variant
+
+# Run in the step's `manage.py shell`: one JSON line, {call: [µs per call, ...]}.
+CODE = """
+import asyncio, json, time
+from channels.auth import get_user
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from chat import limits, store
+
+REPEATS, CALLS = ROUNDS, 300
+user = get_user_model().objects.get(username="bench0")
+key = next(s.session_key for s in Session.objects.all()
+           if s.get_decoded().get("_auth_user_id") == str(user.pk))
+for _ in range(60):
+    store.save_message("bench-calls-history", user, "hello", None)
+layer = get_channel_layer()
+counter = iter(range(10**9))
+
+def nothing():
+    return None
+
+CALLS_OF = {
+    "trip": lambda: database_sync_to_async(nothing)(),
+    "user": lambda: get_user({"session": SessionStore(session_key=key)}),
+    "cap": lambda: database_sync_to_async(store.sockets_of)(user),
+    "history_empty": lambda: database_sync_to_async(store.history)(
+        f"bench-calls-empty-{next(counter)}", None, settings.CHAT_HISTORY_LENGTH),
+    "history": lambda: database_sync_to_async(store.history)(
+        "bench-calls-history", None, settings.CHAT_HISTORY_LENGTH),
+    "enter": lambda: database_sync_to_async(store.enter)(
+        "bench-calls-enter", user, f"bench-calls.{next(counter)}"),
+    "rate_limit": lambda: limits.allow_message(user),
+    "store": lambda: database_sync_to_async(store.save_message)(
+        "bench-calls-store", user, "hello", None),
+    "broadcast": lambda: layer.group_send(
+        "bench-calls", {"type": "chat.message", "number": 1, "frame": "x" * 150}),
+}
+
+async def measure():
+    found = {}
+    for name, call in CALLS_OF.items():
+        found[name] = []
+        for _ in range(20):
+            await call()
+        for _ in range(REPEATS):
+            started = time.process_time()
+            for _ in range(CALLS):
+                await call()
+            found[name].append((time.process_time() - started) / CALLS * 1e6)
+    return found
+
+print(json.dumps(asyncio.run(measure())))
+"""
+
+# What each call is, in the note's words, and whose cost it is.
+CALLS = [
+    ("trip", "a trip to the database thread, for a function that does nothing"),
+    ("user", "the session and its user (Channels' `AuthMiddlewareStack`)"),
+    ("cap", "the user's open sockets, for the cap (`store.sockets_of`)"),
+    ("history_empty", "the history of an empty room (`store.history`)"),
+    ("history", "the history of a room with messages (`store.history`)"),
+    ("enter", "the socket's presence row, and who is online (`store.enter`)"),
+    ("rate_limit", "the rate limit, one script run by Redis (`limits.allow_message`)"),
+    ("store", "storing a message (`store.save_message`)"),
+    ("broadcast", "the broadcast, one message to Redis (`group_send`)"),
+]
+JOIN = ("user", "cap", "history_empty", "enter")
+SMALL = 10  # the small room of the throughput runs: a message is SMALL - 1 deliveries
+MESSAGE = ("rate_limit", "store", "broadcast")
+
+
+def measure(bench: Bench, variant: Variant, rounds: int = 3) -> None:
+    env = bench.env_for(variant, unlimited=True)
+    cores = bench.server_cores
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            CODE.replace("ROUNDS", str(rounds)),
+        ],
+        cwd=variant.step.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        # On the server's core, as the server runs: a trip to the database thread
+        # is a switch between two threads of one core there.
+        preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
+    )
+    if result.returncode:
+        raise RuntimeError(f"measuring the calls failed: {result.stderr[-2000:]}")
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    bench.breakdowns["calls"] = {"variant": variant.key, "calls": found}
+
+
+# --- in the note ---------------------------------------------------------------------
+
+
+def report(run: Run, joined_in: int) -> dict | None:
+    """The calls, and what a join and a message ask of them, beside the join's and
+    the small room's CPU measured in the throughput runs (a room of `joined_in`, and
+    of SMALL)."""
+    calls = run.data["breakdowns"].get("calls")
+    if not calls:
+        return None
+    us = {name: median(values) for name, values in calls["calls"].items()}
+    trip = us["trip"]
+    join = sum(us[name] for name in JOIN)
+    message = sum(us[name] for name in MESSAGE)
+    own = join - us["user"]  # the step's own calls: the cap, the history, presence
+    per_join = run.median("throughput", calls["variant"], joined_in, "cpu_ms_per_join")
+    small = run.median("throughput", calls["variant"], SMALL, "cpu_us_per_delivery")
+    return {
+        "variant": run.name(calls["variant"]),
+        "rows": [
+            {"what": what, "us": num(us[name], ",.0f")}
+            for name, what in CALLS
+            if name in us
+        ],
+        "trip_us": num(trip, ",.0f"),
+        "join_ms": num(join / 1000, ".2f"),
+        "join_trips": len(JOIN),
+        "join_trips_ms": num(len(JOIN) * trip / 1000, ".2f"),
+        "user_ms": num(us["user"] / 1000, ".2f"),
+        "own_ms": num(own / 1000, ".2f"),
+        "measured_join_ms": num(per_join, ".2f"),
+        "rest_of_join_ms": num(per_join - join / 1000, ".2f") if per_join else "—",
+        "floor_ms": num(per_join - own / 1000, ".2f") if per_join else "—",
+        "floor_over": bool(per_join and per_join - own / 1000 > JOIN_TARGET_MS),
+        "target_ms": JOIN_TARGET_MS,
+        "joined_in": joined_in,
+        "message_us": num(message, ",.0f"),
+        "store_us": num(us["store"], ",.0f"),
+        "redis_us": num(us["rate_limit"] + us["broadcast"], ",.0f"),
+        "small_us": num(small, ",.0f"),
+        "small_message_us": num(small * (SMALL - 1), ",.0f") if small else "—",
+        "small": SMALL,
+        "small_others": SMALL - 1,
+        "message_share": f"{message / (small * (SMALL - 1)):.0%}" if small else "—",
+    }
