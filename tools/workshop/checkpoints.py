@@ -285,6 +285,9 @@ LESSONS: dict[str, Lesson] = {
                     "test_visitor_who_is_not_logged_in_is_sent_to_the_login_page",
                     "test_a_visitor_signs_up_and_lands_in_the_rooms",
                     "test_runserver_serves_the_login_page",
+                    "test_room_page_opens_a_socket_to_its_room",
+                    "test_room_page_explains_a_name_the_chat_cannot_use",
+                    "test_room_name_is_escaped_in_the_page",
                     "test_manage_py_check_passes",
                 ),
             ),
@@ -292,7 +295,11 @@ LESSONS: dict[str, Lesson] = {
                 "A socket without a logged-in user is closed with code 4401",
                 'The consumer reads scope["user"]; an anonymous one is accepted, then'
                 " closed with CLOSE_LOGIN_REQUIRED (4401). See step5_users/README.md.",
-                ("test_anonymous_socket_*", "test_an_anonymous_socket_*"),
+                (
+                    "test_anonymous_socket_*",
+                    "test_an_anonymous_socket_*",
+                    "test_handshake_from_another_site_is_rejected",
+                ),
             ),
             Checkpoint(
                 "Messages are JSON frames that say who wrote them",
@@ -309,6 +316,10 @@ LESSONS: dict[str, Lesson] = {
                     "test_message_fans_out_to_every_user_in_the_room_only",
                     "test_a_message_is_not_seen_in_another_room",
                     "test_room_name_the_layer_cannot_use_is_refused",
+                    "test_a_crowd_joins_chats_and_leaves_at_once",
+                    "test_disconnect_leaves_the_rooms_group",
+                    "test_markup_in_a_message_is_shown_as_text",
+                    "test_message_is_echoed_to_its_sender_once",
                 ),
                 hints=(
                     Hint(
@@ -403,6 +414,7 @@ LESSONS: dict[str, Lesson] = {
                     "test_a_page_newer_than_the_restored_database_starts_again",
                     "test_the_page_waits_a_random_part_of_the_backoff_*",
                     "test_a_page_that_is_left_stops_reconnecting_*",
+                    "test_room_page_opens_a_socket_to_its_room",
                 ),
                 hints=(
                     Hint(
@@ -449,6 +461,8 @@ LESSONS: dict[str, Lesson] = {
                     "test_a_message_whose_broadcast_fails_is_*",
                     "test_a_socket_that_drops_during_a_send_still_leaves_the_room",
                     "test_disconnect_leaves_every_group",
+                    "test_server_killed_and_restarted_clients_catch_up",
+                    "test_room_page_reconnects_after_a_server_restart_and_catches_up",
                 ),
             ),
             Checkpoint(
@@ -471,6 +485,9 @@ LESSONS: dict[str, Lesson] = {
                     "test_two_sockets_of_one_user_count_once",
                     "test_a_crowd_joining_at_once_shares_presence_broadcasts",
                     "test_each_user_sees_who_is_online",
+                    "test_a_crowd_joins_chats_and_leaves_at_once",
+                    "test_a_socket_that_drops_during_a_send_still_leaves_the_room",
+                    "test_room_page_opens_a_socket_to_its_room",
                 ),
                 hints=(
                     Hint(
@@ -546,6 +563,7 @@ LESSONS: dict[str, Lesson] = {
                 (
                     "test_a_page_that_stops_reading_*",
                     "test_a_channel_nobody_reads_*",
+                    "test_burst_reaches_every_member",
                 ),
             ),
         ],

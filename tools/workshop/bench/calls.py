@@ -55,12 +55,13 @@ CALLS_OF = {
 }
 
 async def measure():
-    found = {}
-    for name, call in CALLS_OF.items():
-        found[name] = []
+    found = {name: [] for name in CALLS_OF}
+    for call in CALLS_OF.values():
         for _ in range(20):
             await call()
-        for _ in range(REPEATS):
+    # Every call once in each round: a machine that drifts moves them all.
+    for _ in range(REPEATS):
+        for name, call in CALLS_OF.items():
             started = time.process_time()
             for _ in range(CALLS):
                 await call()
