@@ -4,6 +4,7 @@ settings (its SQLite database, the benchmark's Redis, DEBUG off), as CPU time pe
 call. The profiles say where a server's CPU goes; this says what each of the step's
 calls costs, and how much of that is the trip to the database thread alone."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ import sys
 
 from workshop.bench.figures import JOIN_TARGET_MS, Run, median, num
 from workshop.bench.harness import Bench
+from workshop.bench.load import run_room
+from workshop.bench.server import Idle, Server, cpu_seconds
 from workshop.bench.variants import Variant
 
 # Run in the step's `manage.py shell`: one JSON line, {call: [µs per call, ...]}.
@@ -114,6 +117,35 @@ def measure(bench: Bench, variant: Variant, rounds: int = 3) -> None:
     bench.breakdowns["calls"] = {"variant": variant.key, "calls": found}
 
 
+def measure_floor(bench: Bench, variant: Variant, clients: int) -> None:
+    """A room of `clients` filling, on a server whose own database calls of a join
+    return at once (probe.FLOOR): the CPU per join that is left."""
+    env = bench.env_for(variant, unlimited=True)
+    marks = {}
+    with Server(bench, variant, env, probe=("floor", str(bench.scratch))) as server:
+        marks["start"] = cpu_seconds(server.pid)
+
+        def on_ready():
+            marks["joining"] = cpu_seconds(server.pid) - marks["start"]
+
+        asyncio.run(
+            run_room(
+                server.url("floor"),
+                clients,
+                1,
+                1,
+                variant.protocol,
+                server.origin,
+                bench.cookies_for(variant, clients),
+                on_ready=on_ready,
+                idle=Idle(server.pid),
+            )
+        )
+    floors = bench.breakdowns.setdefault("join_floor", {"variant": variant.key})
+    floors.setdefault("clients", clients)
+    floors.setdefault("cpu_ms_per_join", []).append(marks["joining"] / clients * 1e3)
+
+
 # --- in the note ---------------------------------------------------------------------
 
 
@@ -130,6 +162,8 @@ def report(run: Run, joined_in: int) -> dict | None:
     message = sum(us[name] for name in MESSAGE)
     own = join - us["user"]  # the step's own calls: the cap, the history, presence
     per_join = run.median("throughput", calls["variant"], joined_in, "cpu_ms_per_join")
+    floor = run.data["breakdowns"].get("join_floor", {}).get("cpu_ms_per_join")
+    floor = median(floor) if floor else None
     small = run.median("throughput", calls["variant"], SMALL, "cpu_us_per_delivery")
     return {
         "variant": run.name(calls["variant"]),
@@ -148,6 +182,14 @@ def report(run: Run, joined_in: int) -> dict | None:
         "rest_of_join_ms": num(per_join - join / 1000, ".2f") if per_join else "—",
         "floor_ms": num(per_join - own / 1000, ".2f") if per_join else "—",
         "floor_over": bool(per_join and per_join - own / 1000 > JOIN_TARGET_MS),
+        # Measured: the same joins with the step's own calls taken out (probe.FLOOR).
+        "measured_floor_ms": num(floor, ".2f"),
+        "measured_floor_over": bool(floor and floor - 3 * trip / 1000 > JOIN_TARGET_MS),
+        "floor_rounds": len(
+            run.data["breakdowns"].get("join_floor", {}).get("cpu_ms_per_join", [])
+        ),
+        "floor_trips_ms": num(3 * trip / 1000, ".2f"),
+        "floor_without_trips_ms": num(floor - 3 * trip / 1000, ".2f") if floor else "—",
         "target_ms": JOIN_TARGET_MS,
         "joined_in": joined_in,
         "message_us": num(message, ",.0f"),

@@ -1,12 +1,14 @@
 """Run a server with one of Python's own instruments on, for the breakdowns.
 
-python -m workshop.bench.probe memory|cpu OUTDIR MODULE [ARGS...]
+python -m workshop.bench.probe memory|cpu|floor OUTDIR MODULE [ARGS...]
 
 Runs MODULE in this process as `python -m MODULE ARGS` would (uvicorn, the
 baseline), so that nothing but the instrument differs from the measured server.
 SIGUSR1 (memory): starts tracemalloc; the next writes a snapshot of what was
 allocated since and is still alive to OUTDIR/snapshot.pickle. (Traced from then on
 only: a whole Django process's heap, traced, would make snapshots slow to take.)
+floor: the server with the last step's own database calls of a join replaced by
+ones that return at once (FLOOR).
 SIGUSR2 (cpu): starts sampling every INTERVAL of the process's CPU time, or as often
 as the kernel's clock tick allows (SIGPROF: idle time is never sampled); each sample
 gives every thread's CPU time since the last one to the stack that thread is in. The
@@ -104,9 +106,46 @@ def cpu(folder: Path) -> None:
     signal.signal(signal.SIGUSR2, toggle)
 
 
+# floor: the last step's own database calls of a join, each replaced by one that
+# returns at once what an empty room gives (nobody's sockets, no history, nobody
+# online), so that a join costs only what Channels, the server and the session
+# cost: what no change to the step's own calls could take away.
+FLOOR = {
+    "sockets_of": lambda user: 0,
+    "history": lambda room_name, after, count: (0, []),
+    "enter": lambda room_name, user, channel_name: (0, []),
+    "presence_changes": lambda room_names: [],
+}
+
+
+def floor(folder: Path) -> None:
+    import importlib.abc
+    import importlib.util
+
+    class Patcher(importlib.abc.MetaPathFinder):
+        """Replaces FLOOR's functions in chat.store once it has been imported."""
+
+        def find_spec(self, name, path, target=None):
+            if name != "chat.store":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                for function, stub in FLOOR.items():
+                    setattr(module, function, stub)
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, Patcher())
+
+
 def main() -> None:
     mode, folder, module, *args = sys.argv[1:]
-    {"memory": memory, "cpu": cpu}[mode](Path(folder))
+    {"memory": memory, "cpu": cpu, "floor": floor}[mode](Path(folder))
     sys.argv = [module, *args]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

@@ -66,6 +66,16 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
                             * (BASELINE_MESSAGES if variant.key == BASELINE else 1),
                             round_,
                         )
+            if plan.breakdowns and default and plan.sizes:
+                # Joining the largest room with the step's own database calls
+                # taken out, in the same round as the real joins it is set beside.
+                calls.measure_floor(bench, default, max(plan.sizes))
+                floor = bench.breakdowns["join_floor"]["cpu_ms_per_join"][-1]
+                print(
+                    f"  {default.key:<41} join floor N={max(plan.sizes):<6}"
+                    f" CPU {floor:.2f} ms per join",
+                    flush=True,
+                )
         if "burst" in scenarios and plan.burst:
             for variant in variants:
                 saturation.measure(
