@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from workshop.bench.figures import JOIN_TARGET_MS, Run, median, num
+from workshop.bench.figures import JOIN_TARGET_MS, Run, median, num, spread
 from workshop.bench.harness import Bench
 from workshop.bench.load import run_room
 from workshop.bench.server import Idle, Server, cpu_seconds
@@ -151,6 +151,16 @@ def measure_floor(bench: Bench, variant: Variant, clients: int) -> None:
 # --- in the note ---------------------------------------------------------------------
 
 
+def floor_case(floor_ms: float) -> str:
+    """Whether a join without the step's own calls is over the target, within it,
+    or too near it to say (a tenth either way: what one run to the next moves)."""
+    if floor_ms > JOIN_TARGET_MS * 1.1:
+        return "over"
+    if floor_ms < JOIN_TARGET_MS * 0.9:
+        return "within"
+    return "near"
+
+
 def report(run: Run, joined_in: int) -> dict | None:
     """The calls, and what a join and a message ask of them, beside the join's and
     the small room's CPU measured in the throughput runs (a room of `joined_in`, and
@@ -164,8 +174,8 @@ def report(run: Run, joined_in: int) -> dict | None:
     message = sum(us[name] for name in MESSAGE)
     own = join - us["user"]  # the step's own calls: the cap, the history, presence
     per_join = run.median("throughput", calls["variant"], joined_in, "cpu_ms_per_join")
-    floor = run.data["breakdowns"].get("join_floor", {}).get("cpu_ms_per_join")
-    floor = median(floor) if floor else None
+    floors = run.data["breakdowns"].get("join_floor", {}).get("cpu_ms_per_join")
+    floor = median(floors) if floors else None
     small = run.median("throughput", calls["variant"], SMALL, "cpu_us_per_delivery")
     return {
         "variant": run.name(calls["variant"]),
@@ -185,11 +195,13 @@ def report(run: Run, joined_in: int) -> dict | None:
         "floor_ms": num(per_join - own / 1000, ".2f") if per_join else "—",
         "floor_over": bool(per_join and per_join - own / 1000 > JOIN_TARGET_MS),
         # Measured: the same joins with the step's own calls taken out (probe.FLOOR).
-        "measured_floor_ms": num(floor, ".2f"),
-        "measured_floor_over": bool(floor and floor - 3 * trip / 1000 > JOIN_TARGET_MS),
-        "floor_rounds": len(
-            run.data["breakdowns"].get("join_floor", {}).get("cpu_ms_per_join", [])
-        ),
+        "measured_floor_ms": spread(
+            {"median": floor, "min": min(floors), "max": max(floors)}, ".2f"
+        )
+        if floors
+        else "—",
+        "floor_case": floor_case(floor - 3 * trip / 1000) if floor else None,
+        "floor_rounds": len(floors or []),
         "floor_trips_ms": num(3 * trip / 1000, ".2f"),
         "floor_without_trips_ms": num(floor - 3 * trip / 1000, ".2f") if floor else "—",
         "target_ms": JOIN_TARGET_MS,
