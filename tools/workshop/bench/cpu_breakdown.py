@@ -201,41 +201,60 @@ def report_small(run: Run) -> dict | None:
     messages = cpu["messages"]
     shares = {e["what"]: e["share"] for e in messages["components"]}
     functions = {e["what"]: e["share"] for e in messages["functions"]}
-    rows = [
-        {
-            "what": DATABASE_THREAD if e["what"] == "concurrent" else e["what"],
-            "share": percent(e["share"]),
-            "per": num(e["share"] * (per_delivery or 0), ".1f"),
-        }
-        for e in messages["components"]
-        if e["share"] >= 0.005
-    ]
-    channels = shares.get("channels", 0) + sum(
+
+    def us(share):
+        return num(share * per_delivery, ".0f") if per_delivery else "—"
+
+    session = sum(
         share
         for what, share in functions.items()
         if what.startswith(("django/utils/functional.py", "channels/sessions.py"))
     )
-    thread = shares.get("concurrent", 0) + shares.get("asgiref", 0)
+    channels = shares.get("channels", 0)
+    big = run.data["breakdowns"].get("cpu")
+    big_per_delivery = (
+        run.median("throughput", big["variant"], big["clients"], "cpu_us_per_delivery")
+        if big
+        else None
+    )
     return {
         "variant": run.name(cpu["variant"]),
         "clients": clients,
+        "others": clients - 1,
         "per_delivery": num(per_delivery),
         "baseline": num(base),
         "budget": num(base * SMALL_CPU_TARGET if base else None),
         "seconds": num(messages["seconds"], ".1f"),
-        "components": rows,
-        "others": clients - 1,
+        "components": [
+            {
+                "what": DATABASE_THREAD if e["what"] == "concurrent" else e["what"],
+                "share": percent(e["share"]),
+                "per": num(e["share"] * per_delivery, ".1f") if per_delivery else "—",
+            }
+            for e in messages["components"]
+            if e["share"] >= 0.005
+        ],
         "per_message": num(per_delivery * (clients - 1), ",.0f")
         if per_delivery
         else "—",
-        "thread_share": percent(thread),
-        "thread_us": num(thread * per_delivery, ".0f") if per_delivery else "—",
+        "big_clients": big["clients"] if big else None,
+        "big_per_delivery": num(big_per_delivery),
+        # A delivery costs a few times more here than in the big room: the rest is
+        # what each message costs once, shared by few.
+        "mostly_per_message": bool(
+            per_delivery and big_per_delivery and per_delivery > 2 * big_per_delivery
+        ),
+        "thread_share": percent(shares.get("concurrent", 0)),
+        "thread_us": us(shares.get("concurrent", 0)),
+        "asgiref_share": percent(shares.get("asgiref", 0)),
         "loop_share": percent(shares.get("event loop", 0)),
         "redis_share": percent(
             shares.get("redis", 0) + shares.get("channels_redis", 0)
         ),
         "channels_share": percent(channels),
-        "channels_us": num(channels * per_delivery, ".0f") if per_delivery else "—",
+        "channels_us": us(channels),
+        "session_share": percent(session),
+        "session_us": us(session),
         "without_channels": times(per_delivery * (1 - channels) / base)
         if per_delivery and base
         else "—",

@@ -93,7 +93,7 @@ def targets(run: Run) -> list[dict]:
                         "target": f"server CPU per delivery at N = {size} at most"
                         f" {target}× the baseline's",
                         "met": cpu["of_medians"] <= target,
-                        "measured": f"{times(cpu['of_medians'])}"
+                        "measured": f"{times(cpu['of_medians'], close_to(cpu['of_medians'], target))}"
                         f" ({group['cpu_us_per_delivery']['median']:.0f} µs against"
                         f" {base:.0f} µs; round by round"
                         f" {spread(cpu['paired'], '.1f')}×)",
@@ -297,7 +297,7 @@ def context(data: dict) -> dict:
         "cpu_missed": any(not t["met"] and "CPU" in t["target"] for t in main_targets),
         "cpu": cpu,
         "cpu_small": cpu_breakdown.report_small(run),
-        "calls": calls.report(run, biggest) if biggest else None,
+        "calls": calls.report(run, biggest, min(plan["sizes"])) if biggest else None,
         "memory": memory_breakdown.report(run),
         "lessons": lessons(run),
         "open_batch": OPEN_BATCH,

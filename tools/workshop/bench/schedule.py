@@ -27,8 +27,6 @@ from workshop.bench.variants import BASELINE, CHAT, Variant
 # The tutorial's asynchronous consumer under uvicorn: the steady load and the
 # memory breakdown set it beside the baseline and the last step.
 TUTORIAL_ASYNC = "async-uvicorn"
-# The room of the second CPU profile: the throughput run's smallest.
-SMALL_ROOM = 10
 
 
 def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
@@ -115,11 +113,17 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
             jobs.append(
                 ("cpu breakdown", cpu_breakdown.measure, default, plan.profile_clients)
             )
-            # Where a message's CPU goes in a small room, where each message is
-            # shared by few deliveries.
-            jobs.append(
-                ("cpu breakdown", cpu_breakdown.measure_small, default, SMALL_ROOM)
-            )
+            if plan.sizes:
+                # Where a message's CPU goes in the smallest room, where each
+                # message is shared by few deliveries.
+                jobs.append(
+                    (
+                        "cpu breakdown",
+                        cpu_breakdown.measure_small,
+                        default,
+                        min(plan.sizes),
+                    )
+                )
         for label, measure, variant, clients in jobs:
             started = time.monotonic()
             measure(bench, variant, clients)
@@ -133,7 +137,7 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
         # that CI finds a call of the step's that the measurement no longer knows.
         started = time.monotonic()
         rounds = plan.rounds if plan.breakdowns else 1
-        calls.measure(bench, default, rounds)
+        calls.measure(bench, default, rounds, max(plan.sizes, default=100))
         print(
             f"  {time.monotonic() - started:>4.0f} s {default.key:<20}"
             f" each call, {rounds} round(s)",
