@@ -86,8 +86,10 @@ def measure_small(bench: Bench, variant: Variant, clients: int) -> None:
 # --- in the note ---------------------------------------------------------------------
 
 
-def report(run: Run) -> dict | None:
-    cpu = run.data["breakdowns"].get("cpu")
+def profile(run: Run, key: str):
+    """One profile's breakdown, its variant's median CPU per delivery in the same
+    room, and the baseline's; None if the run has no such profile."""
+    cpu = run.data["breakdowns"].get(key)
     if not cpu:
         return None
     clients = cpu["clients"]
@@ -95,6 +97,25 @@ def report(run: Run) -> dict | None:
         "throughput", cpu["variant"], clients, "cpu_us_per_delivery"
     )
     base = run.median("throughput", BASELINE, clients, "cpu_us_per_delivery")
+    return cpu, per_delivery, base
+
+
+def session_share(functions: dict) -> float:
+    """What Channels' SessionMiddleware costs on every frame sent: its reads of the
+    lazy session (django/utils/functional.py)."""
+    return sum(
+        share
+        for what, share in functions.items()
+        if what.startswith(("django/utils/functional.py", "channels/sessions.py"))
+    )
+
+
+def report(run: Run) -> dict | None:
+    found = profile(run, "cpu")
+    if not found:
+        return None
+    cpu, per_delivery, base = found
+    clients = cpu["clients"]
     messages, joining = cpu["messages"], cpu["joining"]
     per_join = joining["cpu_ms_per_connection"]
 
@@ -112,11 +133,7 @@ def report(run: Run) -> dict | None:
     shares = {e["what"]: e["share"] for e in messages["components"]}
     functions = {e["what"]: e["share"] for e in messages["functions"]}
     step = run.data["last_step"]["name"]
-    session = sum(
-        share
-        for what, share in functions.items()
-        if what.startswith(("django/utils/functional.py", "channels/sessions.py"))
-    )
+    session = session_share(functions)
     join_functions = {e["what"]: e["share"] for e in joining["functions"]}
     join_shares = {e["what"]: e["share"] for e in joining["components"]}
     connections = sum(
@@ -190,14 +207,11 @@ def report(run: Run) -> dict | None:
 def report_small(run: Run) -> dict | None:
     """The profile of messages in a small room: what each message costs, shared by
     few deliveries."""
-    cpu = run.data["breakdowns"].get("cpu_small")
-    if not cpu:
+    found = profile(run, "cpu_small")
+    if not found:
         return None
+    cpu, per_delivery, base = found
     clients = cpu["clients"]
-    per_delivery = run.median(
-        "throughput", cpu["variant"], clients, "cpu_us_per_delivery"
-    )
-    base = run.median("throughput", BASELINE, clients, "cpu_us_per_delivery")
     messages = cpu["messages"]
     shares = {e["what"]: e["share"] for e in messages["components"]}
     functions = {e["what"]: e["share"] for e in messages["functions"]}
@@ -205,11 +219,7 @@ def report_small(run: Run) -> dict | None:
     def us(share):
         return num(share * per_delivery, ".0f") if per_delivery else "—"
 
-    session = sum(
-        share
-        for what, share in functions.items()
-        if what.startswith(("django/utils/functional.py", "channels/sessions.py"))
-    )
+    session = session_share(functions)
     channels = shares.get("channels", 0)
     big = run.data["breakdowns"].get("cpu")
     big_per_delivery = (
