@@ -11,11 +11,19 @@ import subprocess
 import sys
 import time
 
-from workshop.bench.figures import JOIN_TARGET_MS, Run, median, num, spread
+from workshop.bench import saturation
+from workshop.bench.figures import (
+    JOIN_TARGET_MS,
+    SMALL_CPU_TARGET,
+    Run,
+    median,
+    num,
+    spread,
+)
 from workshop.bench.harness import Bench
 from workshop.bench.load import run_room
 from workshop.bench.server import Idle, Server, cpu_seconds
-from workshop.bench.variants import Variant
+from workshop.bench.variants import BASELINE, Variant
 
 # Run in the step's `manage.py shell`: one JSON line, {call: [µs per call, ...]}.
 CODE = """
@@ -177,17 +185,94 @@ def measure_floor(bench: Bench, variant: Variant, clients: int) -> None:
     floors.setdefault("cpu_ms_per_join", []).append(marks["joining"] / clients * 1e3)
 
 
+def measure_message_floor(
+    bench: Bench, variant: Variant, clients: int, senders: int, per_sender: int, round_
+) -> None:
+    """A room of `clients` at full speed, as the throughput runs measure it, on a
+    server whose rate limit and storing return at once (probe.FLOOR): the CPU per
+    delivery that is left. A run that fails, or loses a message, is reported and left
+    out."""
+    floors = bench.breakdowns.setdefault(
+        "message_floor", {"variant": variant.key, "clients": clients}
+    )
+    try:
+        found = saturation.full_room(
+            bench,
+            variant,
+            f"floor{round_}",
+            clients,
+            senders,
+            per_sender,
+            probe=("floor", str(bench.scratch)),
+        )
+        if found["delivery_ratio"] < 1 or not found["cpu_us_per_delivery"]:
+            raise RuntimeError(f"{found['delivery_ratio']:.1%} delivered")
+    except Exception as error:
+        floors.setdefault("errors", []).append(f"{type(error).__name__}: {error}")
+        print(f"  message floor failed: {error}", flush=True)
+        return
+    floors.setdefault("rounds", []).append(
+        {"round": round_, "cpu_us_per_delivery": found["cpu_us_per_delivery"]}
+    )
+
+
 # --- in the note ---------------------------------------------------------------------
 
 
-def floor_case(floors_ms: list[float]) -> str:
-    """Whether a join without the step's own calls is over the target in every
-    round, within it in every round, or on both sides of it."""
-    if min(floors_ms) > JOIN_TARGET_MS:
+def floor_case(floors: list[float], target: float = JOIN_TARGET_MS) -> str:
+    """Whether a join (or a message) without the step's own calls is over the target
+    in every round, within it in every round, or on both sides of it."""
+    if min(floors) > target:
         return "over"
-    if max(floors_ms) < JOIN_TARGET_MS:
+    if max(floors) < target:
         return "within"
     return "near"
+
+
+def message_floor(run: Run, small: int, trip_us: float) -> dict:
+    """A message in a room of `small` without the step's own calls, round by round
+    against the baseline of the same round: with the one trip to the database thread
+    that the stub of storing still makes, and without it."""
+    found = run.data["breakdowns"].get("message_floor", {})
+    baseline = {
+        r["round"]: r.get("cpu_us_per_delivery")
+        for r in run.runs(BASELINE, "throughput")
+        if r["clients"] == small
+    }
+    pairs = [
+        (f["cpu_us_per_delivery"], baseline[f["round"]])
+        for f in found.get("rounds", [])
+        if baseline.get(f["round"])
+    ]
+    if not pairs:
+        return {"message_floor_rounds": 0}
+    trip = trip_us / (small - 1)  # a message's one trip, shared by its deliveries
+    ratios = [us / base for us, base in pairs]
+    without = [(us - trip) / base for us, base in pairs]
+    return {
+        "message_floor_rounds": len(pairs),
+        "message_floor_us": spread(
+            {
+                "median": median([us for us, _ in pairs]),
+                "min": min(us for us, _ in pairs),
+                "max": max(us for us, _ in pairs),
+            }
+        ),
+        "message_floor_ratio": spread(
+            {"median": median(ratios), "min": min(ratios), "max": max(ratios)},
+            ".1f",
+        )
+        + "×",
+        "message_floor_trip_us": num(trip, ".0f"),
+        "message_floor_without_trip": spread(
+            {"median": median(without), "min": min(without), "max": max(without)},
+            ".1f",
+        )
+        + "×",
+        "message_floor_case": floor_case(without, SMALL_CPU_TARGET),
+        "message_floor_failed": len(found.get("errors", [])),
+        "small_target": SMALL_CPU_TARGET,
+    }
 
 
 def report(run: Run, joined_in: int, small: int) -> dict | None:
@@ -247,4 +332,5 @@ def report(run: Run, joined_in: int, small: int) -> dict | None:
         "small_others": small - 1,
         "small_message_us": num(per_message, ",.0f"),
         "message_share": f"{message / per_message:.0%}" if per_message else "—",
+        **message_floor(run, small, trip),
     }

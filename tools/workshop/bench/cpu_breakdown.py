@@ -20,7 +20,9 @@ from workshop.bench.server import Idle, Server, cpu_seconds, wait_for_file
 from workshop.bench.variants import BASELINE, Variant
 
 
-def measure(bench: Bench, variant: Variant, clients: int, key: str = "cpu") -> None:
+def measure(
+    bench: Bench, variant: Variant, clients: int, key: str = "cpu", probe: str = "cpu"
+) -> None:
     """Profile one server while `clients` join, then while messages go out; the
     figures go to bench.breakdowns[key]."""
     folder = bench.scratch / f"{key}-{variant.key}"
@@ -29,7 +31,7 @@ def measure(bench: Bench, variant: Variant, clients: int, key: str = "cpu") -> N
     senders = min(bench.plan.senders, clients)
     # Three times the deliveries of a measured run: more samples.
     per_sender = 3 * bench.plan.per_sender(clients)
-    with Server(bench, variant, env, probe=("cpu", str(folder))) as server:
+    with Server(bench, variant, env, probe=(probe, str(folder))) as server:
         marks = {"cpu": cpu_seconds(server.pid)}
         server.signal(signal.SIGUSR2)
 
@@ -83,6 +85,12 @@ def measure_small(bench: Bench, variant: Variant, clients: int) -> None:
     measure(bench, variant, clients, key="cpu_small")
 
 
+def measure_floor(bench: Bench, variant: Variant, clients: int) -> None:
+    """The same profiles of the server whose own calls return at once (probe.FLOOR):
+    where the CPU of a join goes without the step's own work."""
+    measure(bench, variant, clients, key="cpu_floor", probe="floor+cpu")
+
+
 # --- in the note ---------------------------------------------------------------------
 
 
@@ -110,6 +118,19 @@ def session_share(functions: dict) -> float:
     )
 
 
+def table(entries: list[dict], per: float, spec: str) -> list[dict]:
+    """A profile's rows of at least half a percent, each with its share of `per`."""
+    return [
+        {
+            "what": e["what"],
+            "share": percent(e["share"]),
+            "per": num(e["share"] * per, spec),
+        }
+        for e in entries
+        if e["share"] >= 0.005
+    ]
+
+
 def report(run: Run) -> dict | None:
     found = profile(run, "cpu")
     if not found:
@@ -118,17 +139,6 @@ def report(run: Run) -> dict | None:
     clients = cpu["clients"]
     messages, joining = cpu["messages"], cpu["joining"]
     per_join = joining["cpu_ms_per_connection"]
-
-    def table(entries, per, spec):
-        return [
-            {
-                "what": e["what"],
-                "share": percent(e["share"]),
-                "per": num(e["share"] * per, spec),
-            }
-            for e in entries
-            if e["share"] >= 0.005
-        ]
 
     shares = {e["what"]: e["share"] for e in messages["components"]}
     functions = {e["what"]: e["share"] for e in messages["functions"]}
@@ -268,6 +278,50 @@ def report_small(run: Run) -> dict | None:
         "without_channels": times(per_delivery * (1 - channels) / base)
         if per_delivery and base
         else "—",
+    }
+
+
+def report_floor(run: Run) -> dict | None:
+    """The profile of a room filling on the server without the step's own calls."""
+    cpu = run.data["breakdowns"].get("cpu_floor")
+    if not cpu:
+        return None
+    joining = cpu["joining"]
+    per_join = joining["cpu_ms_per_connection"]
+    shares = {e["what"]: e["share"] for e in joining["components"]}
+    step = run.data["last_step"]["name"]
+    return {
+        "clients": cpu["clients"],
+        "seconds": num(joining["seconds"], ".1f"),
+        "join_ms": num(per_join, ".2f"),
+        "components": [
+            {
+                **row,
+                "what": DATABASE_THREAD if row["what"] == "concurrent" else row["what"],
+            }
+            for row in table(joining["components"], per_join, ".2f")
+        ],
+        "functions": table(joining["functions"][:12], per_join, ".2f"),
+        "django_ms": num(shares.get("django", 0) * per_join, ".2f"),
+        "step_ms": num(
+            sum(v for k, v in shares.items() if k.startswith(step)) * per_join, ".2f"
+        ),
+        "rest_ms": num(
+            sum(
+                shares.get(what, 0)
+                for what in (
+                    "channels",
+                    "channels_redis",
+                    "redis",
+                    "uvicorn",
+                    "websockets",
+                    "event loop",
+                    "asgiref",
+                )
+            )
+            * per_join,
+            ".2f",
+        ),
     }
 
 

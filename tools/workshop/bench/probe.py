@@ -1,14 +1,14 @@
 """Run a server with one of Python's own instruments on, for the breakdowns.
 
-python -m workshop.bench.probe memory|cpu|floor OUTDIR MODULE [ARGS...]
+python -m workshop.bench.probe memory|cpu|floor|floor+cpu OUTDIR MODULE [ARGS...]
 
 Runs MODULE in this process as `python -m MODULE ARGS` would (uvicorn, the
 baseline), so that nothing but the instrument differs from the measured server.
 SIGUSR1 (memory): starts tracemalloc; the next writes a snapshot of what was
 allocated since and is still alive to OUTDIR/snapshot.pickle. (Traced from then on
 only: a whole Django process's heap, traced, would make snapshots slow to take.)
-floor: the server with the last step's own database calls of a join replaced by
-ones that return at once (FLOOR).
+floor: the server with the last step's own calls of a join and of a message replaced
+by ones that return at once (FLOOR).
 SIGUSR2 (cpu): starts sampling every INTERVAL of the process's CPU time, or as often
 as the kernel's clock tick allows (SIGPROF: idle time is never sampled); each sample
 gives every thread's CPU time since the last one to the stack that thread is in. The
@@ -106,15 +106,36 @@ def cpu(folder: Path) -> None:
     signal.signal(signal.SIGUSR2, toggle)
 
 
-# floor: the last step's own database calls of a join, each replaced by one that
-# returns at once what an empty room gives (nobody's sockets, no history, nobody
-# online), so that a join costs only what Channels, the server and the session
-# cost: what no change to the step's own calls could take away.
+# floor: the last step's own calls of a join and of a message, each replaced by one
+# that returns at once: for a join, what an empty room gives (nobody's sockets, no
+# history, nobody online); for a message, allowed, and numbered as storing it would,
+# but not stored. What a join or a message then costs is what Channels, the server
+# and the session cost: what no change to the step's own calls could take away.
+NUMBERS = collections.Counter()  # the floor's messages, numbered per room
+
+
+def stored(room_name, user, text, client_id=None):
+    """store.save_message without the database. Called under the room's lock, in the
+    one database thread, as the real one is: numbers follow each other per room."""
+    NUMBERS[room_name] += 1
+    frame = {"type": "message", "room": room_name, "id": NUMBERS[room_name]}
+    frame.update(author=user.get_username(), text=text, created="2026-01-01T00:00:00Z")
+    return frame, True
+
+
+async def allowed(user):
+    return True
+
+
 FLOOR = {
-    "sockets_of": lambda user: 0,
-    "history": lambda room_name, after, count: (0, []),
-    "enter": lambda room_name, user, channel_name: (0, []),
-    "presence_changes": lambda room_names: [],
+    "chat.store": {
+        "sockets_of": lambda user: 0,
+        "history": lambda room_name, after, count: (0, []),
+        "enter": lambda room_name, user, channel_name: (0, []),
+        "presence_changes": lambda room_names: [],
+        "save_message": stored,
+    },
+    "chat.limits": {"allow_message": allowed},
 }
 
 
@@ -123,18 +144,23 @@ def floor(folder: Path) -> None:
     import importlib.util
 
     class Patcher(importlib.abc.MetaPathFinder):
-        """Replaces FLOOR's functions in chat.store once it has been imported."""
+        """Replaces FLOOR's functions in each of its modules once it is imported."""
 
         def find_spec(self, name, path, target=None):
-            if name != "chat.store":
+            if name not in FLOOR:
                 return None
-            sys.meta_path.remove(self)
-            spec = importlib.util.find_spec(name)
+            sys.meta_path.remove(self)  # find the module itself, without this finder
+            try:
+                spec = importlib.util.find_spec(name)
+            finally:
+                sys.meta_path.insert(0, self)
             run = spec.loader.exec_module
 
             def exec_module(module):
                 run(module)
-                for function, stub in FLOOR.items():
+                for function, stub in FLOOR[name].items():
+                    if not hasattr(module, function):  # renamed by the step
+                        raise AttributeError(f"{name} has no {function}() to stub")
                     setattr(module, function, stub)
 
             spec.loader.exec_module = exec_module
@@ -144,8 +170,9 @@ def floor(folder: Path) -> None:
 
 
 def main() -> None:
-    mode, folder, module, *args = sys.argv[1:]
-    {"memory": memory, "cpu": cpu, "floor": floor}[mode](Path(folder))
+    modes, folder, module, *args = sys.argv[1:]
+    for mode in modes.split("+"):  # floor+cpu: the floor's server, profiled
+        {"memory": memory, "cpu": cpu, "floor": floor}[mode](Path(folder))
     sys.argv = [module, *args]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

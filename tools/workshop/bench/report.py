@@ -297,6 +297,7 @@ def context(data: dict) -> dict:
         "cpu_missed": any(not t["met"] and "CPU" in t["target"] for t in main_targets),
         "cpu": cpu,
         "cpu_small": cpu_breakdown.report_small(run),
+        "cpu_floor": cpu_breakdown.report_floor(run),
         "calls": calls.report(run, biggest, min(plan["sizes"])) if biggest else None,
         "memory": memory_breakdown.report(run),
         "lessons": lessons(run),

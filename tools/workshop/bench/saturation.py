@@ -34,6 +34,51 @@ def room_figures(result: RoomResult, watch: CpuWatch) -> dict:
     }
 
 
+def full_room(
+    bench: Bench,
+    variant: Variant,
+    room: str,
+    clients: int,
+    senders: int,
+    per_sender: int,
+    probe=None,
+) -> dict:
+    """One room at full speed on a fresh server (run under `probe`, if given)."""
+    env = bench.env_for(variant, unlimited=True)
+    with Server(bench, variant, env, probe=probe) as server:
+        time.sleep(0.3)
+        before, before_cpu = rss_bytes(server.pid), cpu_seconds(server.pid)
+        watch, filled = CpuWatch(server.pid), {}
+
+        def on_ready():
+            filled["rss"] = rss_bytes(server.pid)
+            filled["cpu"] = cpu_seconds(server.pid)
+            watch.start()
+
+        result = asyncio.run(
+            run_room(
+                server.url(room),
+                clients,
+                senders,
+                per_sender,
+                variant.protocol,
+                server.origin,
+                bench.cookies_for(variant, clients),
+                on_ready=on_ready,
+                on_done=watch.stop,
+                idle=Idle(server.pid),
+                quiet_after=bench.quiet_after(variant),
+            )
+        )
+    return {
+        **room_figures(result, watch),
+        "rss_kib_per_idle_connection": (filled["rss"] - before) / clients / 1024,
+        # From the first handshake until the room is quiet: the join and the
+        # presence it sets off.
+        "cpu_ms_per_join": (filled["cpu"] - before_cpu) / clients * 1e3,
+    }
+
+
 def measure(
     bench: Bench,
     variant: Variant,
@@ -53,42 +98,12 @@ def measure(
         "expected": senders * per_sender * (clients - 1),
     }
 
-    def run():
-        env = bench.env_for(variant, unlimited=True)
-        with Server(bench, variant, env) as server:
-            time.sleep(0.3)
-            before, before_cpu = rss_bytes(server.pid), cpu_seconds(server.pid)
-            watch, filled = CpuWatch(server.pid), {}
-
-            def on_ready():
-                filled["rss"] = rss_bytes(server.pid)
-                filled["cpu"] = cpu_seconds(server.pid)
-                watch.start()
-
-            result = asyncio.run(
-                run_room(
-                    server.url(f"{scenario}{round_}"),
-                    clients,
-                    senders,
-                    per_sender,
-                    variant.protocol,
-                    server.origin,
-                    bench.cookies_for(variant, clients),
-                    on_ready=on_ready,
-                    on_done=watch.stop,
-                    idle=Idle(server.pid),
-                    quiet_after=bench.quiet_after(variant),
-                )
-            )
-        return {
-            **room_figures(result, watch),
-            "rss_kib_per_idle_connection": (filled["rss"] - before) / clients / 1024,
-            # From the first handshake until the room is quiet: the join and the
-            # presence it sets off.
-            "cpu_ms_per_join": (filled["cpu"] - before_cpu) / clients * 1e3,
-        }
-
-    bench.attempt(row, run)
+    bench.attempt(
+        row,
+        lambda: full_room(
+            bench, variant, f"{scenario}{round_}", clients, senders, per_sender
+        ),
+    )
 
 
 # --- in the note ---------------------------------------------------------------------

@@ -74,6 +74,24 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
                     f" CPU {floor:.2f} ms per join",
                     flush=True,
                 )
+                # A message in the smallest room, with the step's own calls of a
+                # message taken out, beside the baseline's of the same round.
+                small = min(plan.sizes)
+                calls.measure_message_floor(
+                    bench,
+                    default,
+                    small,
+                    min(plan.senders, small),
+                    plan.per_sender(small),
+                    round_,
+                )
+                rounds = bench.breakdowns["message_floor"].get("rounds", [])
+                if rounds and rounds[-1]["round"] == round_:
+                    print(
+                        f"  {default.key:<41} message floor N={small:<4}"
+                        f" CPU {rounds[-1]['cpu_us_per_delivery']:.0f} µs per delivery",
+                        flush=True,
+                    )
         if "burst" in scenarios and plan.burst:
             for variant in variants:
                 saturation.measure(
@@ -112,6 +130,14 @@ def schedule(bench: Bench, variants: list[Variant], scenarios) -> None:
             )
             jobs.append(
                 ("cpu breakdown", cpu_breakdown.measure, default, plan.profile_clients)
+            )
+            jobs.append(
+                (
+                    "cpu breakdown without the step's own calls",
+                    cpu_breakdown.measure_floor,
+                    default,
+                    plan.profile_clients,
+                )
             )
             if plan.sizes:
                 # Where a message's CPU goes in the smallest room, where each
