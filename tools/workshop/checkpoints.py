@@ -683,6 +683,41 @@ LESSONS: dict[str, Lesson] = {
             ),
         ],
     ),
+    "step15_presence_in_redis": Lesson(
+        checkpoints=[
+            Checkpoint(
+                "Presence is kept in Redis, or in the process's memory without it:"
+                " no database query for who is online",
+                "chat/online.py: enter, leave, refresh, told, versions and changes, as"
+                " scripts run by Redis (LocalOnline without REDIS_URL); the consumer,"
+                " the heartbeat and chat/presence.py call them instead of"
+                " chat/store.py. See step15_presence_in_redis/README.md.",
+                (
+                    "test_a_join_and_a_leave_are_each_one_change",
+                    "test_nothing_new_is_no_change",
+                    "test_two_sockets_of_one_user_are_one_name",
+                    "test_a_socket_that_dies_without_a_close_frame_expires",
+                    "test_the_heartbeat_keeps_a_socket_online",
+                    "test_announcements_at_once_tell_each_change_once",
+                    "test_versions_go_up_even_after_redis_forgot_them",
+                    "test_a_crowd_joins_chats_and_leaves_at_once",
+                    "test_presence_is_kept_fresh_when_a_socket_cannot_join_*",
+                    "test_the_users_of_a_server_that_died_*",
+                ),  # fmt: skip
+            ),
+            Checkpoint(
+                "The cap per user is counted and taken in one step: sockets opening at"
+                " once cannot pass it",
+                "chat/online.py's enter() drops the user's expired sockets, counts the"
+                " rest and records the new one in one script (one step without an"
+                " await, in memory). See step15_presence_in_redis/README.md.",
+                (
+                    "test_the_cap_cannot_be_passed_by_sockets_opening_at_once",
+                    "test_an_expired_socket_leaves_room_under_the_cap",
+                ),
+            ),
+        ],
+    ),
 }
 
 
