@@ -117,12 +117,9 @@ class Heartbeat:
         await presence.refresh(
             [(each.room_name, each.user, each.channel_name) for each in consumers]
         )
-        for consumer in consumers:
-            if consumer not in self.consumers:
-                # It left while it was being refreshed: make sure it is not online.
-                await presence.leave(
-                    consumer.room_name, consumer.user, consumer.channel_name
-                )
+        for gone in [each for each in consumers if each not in self.consumers]:
+            # It left while it was being refreshed: make sure it is not online.
+            await presence.leave(gone.room_name, gone.user, gone.channel_name)
         rooms = {consumer.room_name for consumer in consumers}
         newest = await database_sync_to_async(store.newest_numbers)(rooms)
         versions = {room: (await presence.told(room))[0] for room in rooms}

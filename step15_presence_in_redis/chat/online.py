@@ -27,8 +27,8 @@ local function keep(key, entry, ms)
     end
 end
 """
-# KEYS: the user's sockets, the room's. ARGV: the socket's entry in each (its
-# channel name; "channel username"), how long it lives (ms), the cap.
+# KEYS: the user's sockets, the room's. ARGV: the socket's entry in each (its channel
+# name; "channel username": a channel name has no space), how long it lives, the cap.
 ENTER = (
     NOW
     + """
@@ -52,20 +52,18 @@ end
 """
 )
 # KEYS: the room's sockets, the names it was last told of, its version. If its users
-# online (sorted, one per line) differ from those: records them with the next
-# version (the first is the clock's: they go up even after Redis lost the keys), and
-# returns it with both lists. Kept a day after the room's last change.
+# online (sorted, one per line) differ: records them and the next version (the first
+# is the clock's, to go up even if Redis lost the keys), kept a day; returns all three.
 CHANGES = (
     NOW
     + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local seen, online = {}, {}
 for _, entry in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    local name = string.sub(entry, string.find(entry, ' ', 1, true) + 1)
-    if not seen[name] then
-        seen[name] = true
-        online[#online + 1] = name
-    end
+    seen[string.sub(entry, string.find(entry, ' ', 1, true) + 1)] = true
+end
+for name in pairs(seen) do
+    online[#online + 1] = name
 end
 table.sort(online)
 local told, now_online = redis.call('GET', KEYS[2]) or '', table.concat(online, '\\n')
@@ -107,7 +105,6 @@ class RedisOnline:
         self.lifetime = int(settings.PRESENCE_TIMEOUT_SECONDS * 1000)
 
     def keys_and_entries(self, room_name, user, channel_name):
-        # Channel names never hold a space (Channels checks them).
         keys = [key("sockets", user.pk), key("online", room_name)]
         return keys, [channel_name, f"{channel_name} {user.get_username()}"]
 

@@ -200,6 +200,29 @@ MUTANTS = {
             "in-memory",
         ),
     ),
+    "step15_presence_in_redis: the cap counted, then taken": Mutant(
+        step="step15_presence_in_redis",
+        file="chat/online.py",
+        code="        await self.refresh([(room_name, user, channel_name)])\n",
+        broken="        await asyncio.sleep(0)  # another socket's turn\n"
+        "        await self.refresh([(room_name, user, channel_name)])\n",
+        tests=(
+            "chat/test_online.py::test_the_cap_cannot_be_passed_by_sockets_opening_at_once",
+            "-k",
+            "memory",
+        ),
+    ),
+    "step15_presence_in_redis: a dead process's sockets never expire": Mutant(
+        step="step15_presence_in_redis",
+        file="chat/online.py",
+        code="redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\nlocal seen",
+        broken="local seen",
+        tests=(
+            "chat/test_online.py::test_a_socket_that_dies_without_a_close_frame_expires",
+            "-k",
+            "redis",
+        ),
+    ),
 }
 
 
