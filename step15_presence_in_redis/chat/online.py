@@ -27,8 +27,8 @@ local function keep(key, entry, ms)
     end
 end
 """
-# KEYS: the user's sockets, the room's. ARGV: the socket's entry in each (its channel
-# name; "channel username": a channel name has no space), how long it lives, the cap.
+# KEYS: the user's and the room's sockets, its version. ARGV: the entry in each (the
+# channel name; "channel username", with no space in it), how long it lives, the cap.
 ENTER = (
     NOW
     + """
@@ -38,6 +38,7 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
 end
 keep(KEYS[1], ARGV[1], tonumber(ARGV[3]))
 keep(KEYS[2], ARGV[2], tonumber(ARGV[3]))
+redis.call('SET', KEYS[3], now, 'NX', 'PX', 86400000)  -- the room's first version
 return 1
 """
 )
@@ -112,14 +113,13 @@ class RedisOnline:
         """Counted online, unless the user has CHAT_MAX_SOCKETS_PER_USER sockets."""
         keys, entries = self.keys_and_entries(room_name, user, channel_name)
         cap = settings.CHAT_MAX_SOCKETS_PER_USER
-        return await self.redis.eval(ENTER, 2, *keys, *entries, self.lifetime, cap) == 1
+        keys.append(key("version", room_name))
+        return await self.redis.eval(ENTER, 3, *keys, *entries, self.lifetime, cap) == 1
 
     async def leave(self, room_name, user, channel_name) -> None:
         keys, entries = self.keys_and_entries(room_name, user, channel_name)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for each, entry in zip(keys, entries, strict=True):
-                pipe.zrem(each, entry)
-            await pipe.execute()
+        for each, entry in zip(keys, entries, strict=True):
+            await self.redis.zrem(each, entry)
 
     async def refresh(self, sockets) -> None:
         """Still online: the heartbeat's, for (room, user, channel name) each."""

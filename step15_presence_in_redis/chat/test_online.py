@@ -37,9 +37,12 @@ async def changes(room="lobby"):
 
 async def test_a_join_and_a_leave_are_each_one_change(presence):
     await online.backend().enter("lobby", ALICE, "a1")
+    version, users = await online.backend().told("lobby")  # what she is sent first
+    assert users == []
+    # Her page applies the next change to it: numbered one more, not a gap.
     assert await changes() == [(["alice"], [])]
-    version, users = await online.backend().told("lobby")
-    assert users == ["alice"]
+    assert await online.backend().told("lobby") == (version + 1, ["alice"])
+    version += 1
 
     await online.backend().enter("lobby", BOB, "b1")
     await online.backend().leave("lobby", ALICE, "a1")
