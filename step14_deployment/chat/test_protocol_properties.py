@@ -124,18 +124,23 @@ barrier_numbers = iter(range(10**9))
 
 
 async def check_nothing_else_happened(alice, bob, sent_text=None):
-    """Bob speaks last: a barrier. Before it, alice has had exactly one answer, and
-    bob nothing but (if it was a valid message) alice's message."""
+    """Alice has exactly one answer. Then bob speaks last: a barrier. Before it, alice
+    has had nothing more, and bob nothing but (if it was a valid message) alice's
+    message."""
+    presence = ("presence", "presence_diff")
+    # Alice's answer is awaited before bob speaks: the two sockets' frames are
+    # handled side by side, so a barrier sent at once could overtake it.
+    answer = await alice.receive_json_from(timeout=PATIENCE)
+    while answer["type"] in presence:
+        answer = await alice.receive_json_from(timeout=PATIENCE)
     assert not alice.future.done(), "alice's consumer ended"
     barrier = f"barrier {next(barrier_numbers)}"
     await bob.send_json_to({"type": "message", "text": barrier})
-    presence = ("presence", "presence_diff")
     to_alice = [
         f for f in await frames_until(alice, barrier) if f["type"] not in presence
     ]
     to_bob = [f for f in await frames_until(bob, barrier) if f["type"] not in presence]
-    assert len(to_alice) == 1, to_alice
-    answer = to_alice[0]
+    assert to_alice == [], to_alice
     if answer["type"] == "error":
         assert answer["code"] and answer["detail"]
         assert to_bob == [], "a refused frame reached someone else"
