@@ -6,13 +6,14 @@ from workshop.lessons import read_manifest
 from workshop.steps import ROOT, step_named
 
 NOTE = ROOT / "notes" / "deployment.md"
-# The step the note is about: the last that runs as deployed (lessons.ini).
+# The step the note is about: the first that runs as deployed (lessons.ini), whose
+# files it quotes; later steps deploy the same way.
 DEPLOYED = step_named(
     [
         name
         for name, lesson in read_manifest().items()
         if lesson.settings.get("stack") == "yes"
-    ][-1]
+    ][0]
 )
 # Each command the note gives, and the test that runs it (None: not run, and the note
 # says why).
