@@ -46,7 +46,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     some gets them from the database.
     """
 
-    joined = False  # counted online, in the room's group and the heartbeat
+    joined = False  # counted online (then in its groups and the heartbeat)
     delivered = 0  # the number of the newest message this socket has been sent
     presence_version = 0  # the version of the room's presence list the page has
 
@@ -83,7 +83,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self.close(code=CLOSE_POLICY_VIOLATION)
                 return
             self.session_key = self.scope["session"].session_key
-            self.joined = True
+            self.joined = True  # from here on, leave() undoes all of it
             # In the room's group before the page hears "open": nothing said from
             # then on can miss this socket. And joined before the history is read: a
             # message stored in between comes twice (in the history, then as an

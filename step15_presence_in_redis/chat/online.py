@@ -1,9 +1,8 @@
 """Who is online, and each user's open sockets: in Redis, where every process sees
-them (without Redis, one process: in its memory), not in the database. A join is
-one script run by Redis, which counts the user's sockets and records this one in one
-atomic step: two sockets opening at once cannot both pass the cap. Each socket
-expires unless its process's heartbeat moves its time on, as a dead process's do.
-"""
+them (without Redis, one process: in its memory), not in the database. A join is one
+script run by Redis, which counts the user's sockets and records this one in one step:
+two sockets opening at once cannot both pass the cap. Each socket expires unless its
+process's heartbeat moves its time on, as a dead process's do."""
 
 import asyncio
 import time
@@ -52,9 +51,9 @@ for i = 1, #KEYS do
 end
 """
 )
-# KEYS: the room's sockets, the names it was last told of, its version. If its users
-# online (sorted, one per line) differ: records them and the next version (the first
-# is the clock's, to go up even if Redis lost the keys), kept a day; returns all three.
+# KEYS: the room's sockets, the names it was last told of, its version (kept a day from
+# each call). If the users online (sorted, one per line) differ: records them and the
+# next version (at first the clock's, to go up even if Redis lost them); returns all 3.
 CHANGES = (
     NOW
     + """
@@ -68,6 +67,7 @@ for name in pairs(seen) do
 end
 table.sort(online)
 local told, now_online = redis.call('GET', KEYS[2]) or '', table.concat(online, '\\n')
+for i = 2, 3 do redis.call('PEXPIRE', KEYS[i], 86400000) end
 if told == now_online then
     return false
 end
@@ -151,7 +151,7 @@ class RedisOnline:
 
 
 class LocalOnline:
-    """The same in this process's memory; no await inside, so each step is atomic."""
+    """The same in this process's memory; nothing here suspends: each step is atomic."""
 
     def __init__(self):
         self.sockets = defaultdict(dict)  # user pk -> {channel name: expires}
@@ -159,8 +159,10 @@ class LocalOnline:
         self.last_told = defaultdict(lambda: (0, []))  # room -> (version, names)
 
     async def enter(self, room_name, user, channel_name) -> bool:
-        now, cap = time.monotonic(), settings.CHAT_MAX_SOCKETS_PER_USER
-        if sum(expires > now for expires in self.sockets[user.pk].values()) >= cap:
+        now, mine = time.monotonic(), self.sockets[user.pk]
+        for channel in [c for c, expires in mine.items() if expires <= now]:
+            del mine[channel]  # gone without a word, as the Redis script drops them
+        if len(mine) >= settings.CHAT_MAX_SOCKETS_PER_USER:
             return False
         await self.refresh([(room_name, user, channel_name)])
         return True
@@ -186,13 +188,13 @@ class LocalOnline:
             sockets = self.online.get(room, {})
             for channel in [c for c, (_, expires) in sockets.items() if expires <= now]:
                 del sockets[channel]
-            (version, before), after = (
-                self.last_told[room],
-                {n for n, _ in sockets.values()},
-            )
+            version, before = self.last_told[room]
+            after = {name for name, _ in sockets.values()}
             if set(before) != after:
                 self.last_told[room] = (version + 1, sorted(after))
                 changes.append(PresenceChange.between(room, version + 1, before, after))
+            if not after:  # nobody left to tell: or every room ever seen would stay
+                self.online.pop(room, None), self.last_told.pop(room, None)
         return changes
 
 

@@ -187,8 +187,8 @@ CHAT_HEARTBEAT_SECONDS = float(os.environ.get("CHAT_HEARTBEAT_SECONDS", "5"))
 # Presence: the heartbeat also says that each of its sockets is still there;
 # a socket not heard from for this long (its server process died) no longer counts.
 PRESENCE_TIMEOUT_SECONDS = float(os.environ.get("PRESENCE_TIMEOUT_SECONDS", "30"))
-# Presence is kept in Redis under keys that start with this (chat/online.py): two
-# deployments that share one Redis need prefixes of their own.
+# Presence's keys in Redis start with this (chat/online.py); each test has its own.
+# Two deployments need a Redis database each: their groups would mix in one.
 CHAT_REDIS_PREFIX = os.environ.get("CHAT_REDIS_PREFIX", "chat:")
 # Joins and leaves within this interval share one presence broadcast.
 PRESENCE_COALESCE_SECONDS = float(os.environ.get("PRESENCE_COALESCE_SECONDS", "0.2"))
