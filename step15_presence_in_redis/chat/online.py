@@ -193,7 +193,7 @@ class LocalOnline:
             if set(before) != after:
                 self.last_told[room] = (version + 1, sorted(after))
                 changes.append(PresenceChange.between(room, version + 1, before, after))
-            if not after:  # nobody left to tell: or every room ever seen would stay
+            if not after:  # forgotten once empty, or every room ever seen would stay
                 self.online.pop(room, None), self.last_told.pop(room, None)
         return changes
 
