@@ -1,8 +1,7 @@
 """Who is online, and each user's open sockets: in Redis, where every process sees
-them (without Redis, one process: in its memory), not in the database. A join is one
-script run by Redis, which counts the user's sockets and records this one in one step:
-two sockets opening at once cannot both pass the cap. Each socket expires unless its
-process's heartbeat moves its time on, as a dead process's do."""
+them (without Redis, in this process's memory), not in the database. A join is one
+Redis script that counts the user's sockets and records this one in one step: two
+sockets opening at once cannot both pass the cap. A socket not refreshed expires."""
 
 import asyncio
 import time
@@ -193,8 +192,8 @@ class LocalOnline:
             if set(before) != after:
                 self.last_told[room] = (version + 1, sorted(after))
                 changes.append(PresenceChange.between(room, version + 1, before, after))
-            if not after:  # forgotten once empty, or every room ever seen would stay
-                self.online.pop(room, None), self.last_told.pop(room, None)
+            if not after:  # its version stays, so that it only ever goes up
+                self.online.pop(room, None)
         return changes
 
 
