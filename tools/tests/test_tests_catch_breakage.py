@@ -223,6 +223,28 @@ MUTANTS = {
             "redis",
         ),
     ),
+    "step16_messages_in_batches: a batch numbered in reverse": Mutant(
+        step="step16_messages_in_batches",
+        file="chat/store.py",
+        code="Message(room=room, number=first + i,",
+        broken="Message(room=room, number=room.last_number - i,",
+        tests=(
+            "chat/test_consumers.py::test_messages_sent_at_once_are_stored_in_one_batch_in_order",
+            "-k",
+            "in-memory",
+        ),
+    ),
+    "step16_messages_in_batches: each key's count forgets the ones before it": Mutant(
+        step="step16_messages_in_batches",
+        file="chat/limits.py",
+        code="ARGV[3] .. ':' .. i)",
+        broken="ARGV[3])",
+        tests=(
+            "chat/test_consumers.py::test_the_rate_limit_in_a_batch_refuses_only_the_messages_over_it",
+            "-k",
+            "redis",
+        ),
+    ),
 }
 
 

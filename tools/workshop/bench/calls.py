@@ -39,6 +39,7 @@ from chat import limits, online, store
 
 SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
 REPEATS, CALLS = ROUNDS, PER_ROUND
+BATCH = 4  # the senders of the room of 10 at full speed: a batch of each of them
 # Sockets `enter` counts online are another user's, with no cap: `user` sends.
 settings.CHAT_MAX_SOCKETS_PER_USER = 10**9
 user, other = get_user_model().objects.filter(username__in=["bench0", "bench1"])
@@ -63,9 +64,12 @@ CALLS_OF = {
     "history": lambda: database_sync_to_async(store.history)(
         "bench-calls-history", None, settings.CHAT_HISTORY_LENGTH),
     "told": lambda: online.backend().told("bench-calls-enter"),
-    "rate_limit": lambda: limits.allow_message(user),
-    "store": lambda: database_sync_to_async(store.save_message)(
-        "bench-calls-store", user, "hello", None),
+    "rate_limit": lambda: limits.allow_messages([user]),
+    "store": lambda: database_sync_to_async(store.save_messages)(
+        "bench-calls-store", [(user, "hello", None)]),
+    "rate_limit_batch": lambda: limits.allow_messages([user] * BATCH),
+    "store_batch": lambda: database_sync_to_async(store.save_messages)(
+        "bench-calls-store", [(user, "hello", None)] * BATCH),
     "broadcast": lambda: layer.group_send(
         "bench-calls", {"type": "chat.message", "number": 1, "frame": "x" * 150}),
 }
@@ -103,8 +107,20 @@ CALLS = [
     ("history_empty", "the history of an empty room (`store.history`)"),
     ("history", "the history of a room with messages (`store.history`)"),
     ("told", "who is online, in a room of N (`online` `told`)"),
-    ("rate_limit", "the rate limit, one script run by Redis (`limits.allow_message`)"),
-    ("store", "storing a message (`store.save_message`)"),
+    (
+        "rate_limit",
+        "the rate limit of a message alone, one script run by Redis"
+        " (`limits.allow_messages`)",
+    ),
+    ("store", "storing a message alone (`store.save_messages`)"),
+    (
+        "rate_limit_batch",
+        "the rate limit of a batch of 4 messages, one script (`limits.allow_messages`)",
+    ),
+    (
+        "store_batch",
+        "storing a batch of 4 messages, one transaction (`store.save_messages`)",
+    ),
     ("broadcast", "the broadcast, one message to Redis (`group_send`)"),
 ]
 JOIN = ("user", "enter", "history_empty", "told")
@@ -115,6 +131,7 @@ OWN_TRIPS = ("history_empty",)
 JOIN_TRIPS = ("user", *OWN_TRIPS)
 PER_ROUND = 300  # calls of each kind in a round
 MESSAGE = ("rate_limit", "store", "broadcast")
+BATCH = 4  # as in CODE
 
 
 def measure(bench: Bench, variant: Variant, rounds: int, names: int) -> None:
@@ -333,6 +350,14 @@ def report(run: Run, joined_in: int, small: int) -> dict | None:
         if per_join and floor
         else "—",
         "message_us": num(message, ",.0f"),
+        # The same three in a batch of BATCH messages, per message.
+        "batch": BATCH,
+        "batch_message_us": num(
+            (us["rate_limit_batch"] + us["store_batch"]) / BATCH + us["broadcast"],
+            ",.0f",
+        )
+        if "store_batch" in us
+        else None,
         "small": small,
         "small_others": small - 1,
         "small_message_us": num(per_message, ",.0f"),

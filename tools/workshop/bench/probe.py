@@ -114,17 +114,22 @@ def cpu(folder: Path) -> None:
 NUMBERS = collections.Counter()  # the floor's messages, numbered per room
 
 
-def stored(room_name, user, text, client_id=None):
-    """store.save_message without the database. Called under the room's lock, in the
+def stored(room_name, messages):
+    """store.save_messages without the database. Called by the room's writer, in the
     one database thread, as the real one is: numbers follow each other per room."""
-    NUMBERS[room_name] += 1
-    frame = {"type": "message", "room": room_name, "id": NUMBERS[room_name]}
-    frame.update(author=user.get_username(), text=text, created="2026-01-01T00:00:00Z")
-    return frame, True
+    frames = []
+    for user, text, _ in messages:
+        NUMBERS[room_name] += 1
+        frame = {"type": "message", "room": room_name, "id": NUMBERS[room_name]}
+        frame.update(
+            author=user.get_username(), text=text, created="2026-01-01T00:00:00Z"
+        )
+        frames.append((frame, True))
+    return frames
 
 
-async def allowed(user):
-    return True
+async def allowed(users):
+    return [True] * len(users)
 
 
 class Nobody:
@@ -153,10 +158,10 @@ class Nobody:
 FLOOR = {
     "chat.store": {
         "history": lambda room_name, after, count: (0, []),
-        "save_message": stored,
+        "save_messages": stored,
     },
     "chat.online": {"backend": Nobody},
-    "chat.limits": {"allow_message": allowed},
+    "chat.limits": {"allow_messages": allowed},
 }
 
 
