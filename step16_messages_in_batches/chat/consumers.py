@@ -138,19 +138,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    async def chat_message(self, event):
-        number = event["number"]
-        if number <= self.delivered:
-            return  # already sent, in the history or by a catch-up
-        if number > self.delivered + 1:
-            # Messages before this one have not reached this socket: the channel
-            # layer dropped them (this socket's channel was full), or another
-            # process's broadcast is still on its way. Each was stored before it was
-            # broadcast, so the database has them all, in order: fetch them now.
-            await self.catch_up()
-            return
-        await self.send(text_data=event["frame"])
-        self.delivered = number
+    async def chat_messages(self, event):
+        """A batch of the room's messages, [number, frame] each, in number order: one
+        event for the batch, so that this consumer wakes once for all of them."""
+        for number, frame in event["messages"]:
+            if number <= self.delivered:
+                continue  # already sent, in the history or by a catch-up
+            if number > self.delivered + 1:
+                # Messages before this one have not reached this socket: the channel
+                # layer dropped them (this socket's channel was full), or another
+                # process's broadcast is still on its way. Each was stored before it
+                # was broadcast, so the database has them all, in order: fetch them
+                # now (the rest of this batch with them).
+                await self.catch_up()
+                return
+            await self.send(text_data=frame)
+            self.delivered = number
 
     async def chat_catch_up(self, event):
         """From the heartbeat, which saw the room's newest message. The events queued

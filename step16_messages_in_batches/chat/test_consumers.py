@@ -309,7 +309,7 @@ async def broadcast(channel_layer, frame, room="lobby"):
     """What the consumer broadcasts for a stored message."""
     await channel_layer.group_send(
         f"chat_{room}",
-        {"type": "chat.message", "number": frame["id"], "frame": json.dumps(frame)},
+        {"type": "chat.messages", "messages": [[frame["id"], json.dumps(frame)]]},
     )
 
 
@@ -389,7 +389,7 @@ async def test_a_message_whose_broadcast_fails_is_acknowledged_and_caught_up(
     group_send = channel_layer.group_send
 
     async def fails_for_messages(group, event):
-        if event["type"] == "chat.message":
+        if event["type"] == "chat.messages":
             raise ConnectionError("the channel layer is unreachable")
         await group_send(group, event)
 
@@ -1195,11 +1195,19 @@ def batches(monkeypatch):
 
 
 async def test_messages_sent_at_once_are_stored_in_one_batch_in_order(
-    open_socket, channel_layer, batches
+    open_socket, channel_layer, batches, monkeypatch
 ):
     carol = await joined(open_socket, "carol")
     senders = await users("alice", "bob", "dave")
     texts = ["first", "second", "third"]
+    events = []
+    group_send = channel_layer.group_send
+
+    async def record(group, event):
+        events.append(event["type"])
+        await group_send(group, event)
+
+    monkeypatch.setattr(channel_layer, "group_send", record)
 
     # Each waits for its batch, as a socket does: all three wait for the same one.
     sent = await asyncio.gather(
@@ -1210,6 +1218,7 @@ async def test_messages_sent_at_once_are_stored_in_one_batch_in_order(
     )
 
     assert batches == [texts]
+    assert events.count("chat.messages") == 1  # one event for the batch
     assert [(frame["id"], frame["author"], new) for frame, new in sent] == [
         (1, "alice", True),
         (2, "bob", True),
@@ -1236,6 +1245,26 @@ async def test_a_crowd_sending_at_once_is_shown_every_message_once_in_order(
         own = [frame["text"] for frame in shown if frame["author"] == name]
         assert own == [f"{name} {number}" for number in range(3)]
     assert len(await stored_texts()) == 15
+
+
+async def test_a_batch_after_a_dropped_message_is_caught_up_in_order_once(
+    open_socket, channel_layer
+):
+    bob = await joined(open_socket, "bob")
+    frames = await store_messages(["one", "two", "three"])
+
+    # Message 1's event was dropped; the batch of 2 and 3 arrives.
+    await channel_layer.group_send(
+        "chat_lobby",
+        {
+            "type": "chat.messages",
+            "messages": [[frame["id"], json.dumps(frame)] for frame in frames[1:]],
+        },
+    )
+    await say(bob, "barrier")
+
+    shown = [(await next_frame(bob))["text"] for _ in range(4)]
+    assert shown == ["one", "two", "three", "barrier"]
 
 
 async def test_a_copy_sent_again_in_a_batch_is_stored_once_and_the_rest_still_are(

@@ -88,32 +88,34 @@ async def store_and_broadcast(channel_layer, room_name, batch):
     for (_, _, future), result in zip(batch, results, strict=True):
         if not future.done():  # else its socket closed meanwhile
             future.set_result(result)  # its socket sends the "ack"
-    for frame, new in results:
-        if new:  # one sent again after a reconnection is broadcast the first time only
-            await broadcast(channel_layer, room_name, frame)
+    # One sent again after a reconnection is broadcast the first time only.
+    frames = [frame for frame, new in results if new]
+    if frames:
+        await broadcast(channel_layer, room_name, frames)
 
 
-async def broadcast(channel_layer, room_name, frame):
+async def broadcast(channel_layer, room_name, frames):
     try:
         await asyncio.wait_for(
             channel_layer.group_send(
                 room_group(room_name),
                 {
-                    "type": "chat.message",
-                    "number": frame["id"],
-                    # Encoded once here, not once for each member of the room.
-                    "frame": json.dumps(frame),
+                    "type": "chat.messages",
+                    # Each encoded once here, not once for each member of the room;
+                    # and one event for the batch, not one for each message.
+                    "messages": [[frame["id"], json.dumps(frame)] for frame in frames],
                 },
             ),
             BROADCAST_TIMEOUT_SECONDS,
         )
     except Exception as error:
-        # Redis is unreachable just now. The message is stored and acknowledged, so
-        # it is not lost: the heartbeat finds the sockets behind it and they fetch it
-        # from the database. The room's writer is not held up by the layer's retries.
+        # Redis is unreachable just now. The messages are stored and acknowledged, so
+        # they are not lost: the heartbeat finds the sockets behind them and they
+        # fetch them from the database. The room's writer is not held up by the
+        # layer's retries.
         logger.warning(
             "Message %s in %s stored, not broadcast yet: %r",
-            frame["id"],
+            ", ".join(str(frame["id"]) for frame in frames),
             room_name,
             error,
         )

@@ -726,13 +726,16 @@ LESSONS: dict[str, Lesson] = {
                 "chat/writer.py: send_message() queues the message for the room's"
                 " writer, which takes the waiting ones a batch at a time;"
                 " chat/store.py's save_messages() stores a batch with one UPDATE and"
-                " one INSERT. See step16_messages_in_batches/README.md.",
+                " one INSERT; one chat.messages event broadcasts it, and the"
+                " consumer's chat_messages() shows each message in number order. See"
+                " step16_messages_in_batches/README.md.",
                 (
                     "test_messages_sent_at_once_are_stored_in_one_batch_in_order",
                     "test_a_batch_costs_two_statements",
                     "test_a_crowd_sending_at_once_is_shown_every_message_once_in_order",
                     "test_a_copy_sent_again_in_a_batch_is_stored_once_*",
                     "test_a_batch_the_database_refused_does_not_stop_the_rooms_writer",
+                    "test_a_batch_after_a_dropped_message_is_caught_up_in_order_once",
                     "test_a_rooms_writer_is_not_kept_once_its_messages_are_sent",
                 ),
             ),

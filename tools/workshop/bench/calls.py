@@ -71,7 +71,7 @@ CALLS_OF = {
     "store_batch": lambda: database_sync_to_async(store.save_messages)(
         "bench-calls-store", [(user, "hello", None)] * BATCH),
     "broadcast": lambda: layer.group_send(
-        "bench-calls", {"type": "chat.message", "number": 1, "frame": "x" * 150}),
+        "bench-calls", {"type": "chat.messages", "messages": [[1, "x" * 150]]}),
 }
 
 async def measure():
