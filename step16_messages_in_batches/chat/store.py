@@ -62,7 +62,8 @@ def save_messages(room_name: str, messages: list[tuple]) -> list[tuple[dict, boo
     """save_message() for each (user, text, client id) in turn, numbered in that
     order, in one transaction: two statements for all of them, and one commit. If one
     of them was sent before, the whole batch is rolled back (it took no numbers) and
-    its messages are stored one at a time, each as save_message() does."""
+    its messages are stored one at a time, each as save_message() does; one the
+    database refuses then gets its error in its place, and the others are stored."""
     if len(messages) == 1:  # alone: save_message() costs less than a bulk insert
         return [save_message(room_name, *messages[0])]
     try:
@@ -75,9 +76,17 @@ def save_messages(room_name: str, messages: list[tuple]) -> list[tuple[dict, boo
                 for i, (user, text, client_id) in enumerate(messages)
             )  # fmt: skip
     except IntegrityError:
-        # Rare: a page sending again after reconnecting.
-        return [save_message(room_name, *message) for message in messages]
+        # Rare: a page sending again after reconnecting (or a sender deleted
+        # meanwhile). Then each on its own, and a message refused fails alone.
+        return [saved_alone(room_name, message) for message in messages]
     return [(message_frame(message), True) for message in stored]
+
+
+def saved_alone(room_name: str, message: tuple) -> tuple[dict, bool] | Exception:
+    try:
+        return save_message(room_name, *message)
+    except IntegrityError as error:
+        return error
 
 
 def take_next_number(room_name: str, count: int = 1) -> Room:

@@ -10,6 +10,7 @@ database access.
 
 import asyncio
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -1194,38 +1195,75 @@ def batches(monkeypatch):
     return stored
 
 
+@pytest.fixture
+def broadcasts(channel_layer, monkeypatch):
+    """The chat.messages events broadcast, each a list of message numbers."""
+    sent = []
+    group_send = channel_layer.group_send
+
+    async def record(group, event):
+        if event["type"] == "chat.messages":
+            sent.append([number for number, _ in event["messages"]])
+        await group_send(group, event)
+
+    monkeypatch.setattr(channel_layer, "group_send", record)
+    return sent
+
+
+async def at_once(channel_layer, *messages, room="lobby"):
+    """Send (user, ChatMessage) pairs to the room's writer at once, as sockets do:
+    each waits for its answer (a frame and whether it is new, None, or an error)."""
+    sending = [
+        writer.send_message(channel_layer, room, user, message)
+        for user, message in messages
+    ]
+    gathered = asyncio.gather(*sending, return_exceptions=True)
+    return await asyncio.wait_for(gathered, PATIENCE)
+
+
+async def queued(room):
+    """Once a message waits in the room's writer's queue."""
+    while not writer.WAITING[asyncio.get_running_loop()][room]:
+        await asyncio.sleep(0)
+
+
 async def test_messages_sent_at_once_are_stored_in_one_batch_in_order(
-    open_socket, channel_layer, batches, monkeypatch
+    open_socket, channel_layer, batches, broadcasts
 ):
     carol = await joined(open_socket, "carol")
     senders = await users("alice", "bob", "dave")
     texts = ["first", "second", "third"]
-    events = []
-    group_send = channel_layer.group_send
 
-    async def record(group, event):
-        events.append(event["type"])
-        await group_send(group, event)
-
-    monkeypatch.setattr(channel_layer, "group_send", record)
-
-    # Each waits for its batch, as a socket does: all three wait for the same one.
-    sent = await asyncio.gather(
-        *(
-            writer.send_message(channel_layer, "lobby", user, ChatMessage(text))
-            for user, text in zip(senders, texts, strict=True)
-        )
+    # All three wait for the writer's first batch: the same one.
+    sent = await at_once(
+        channel_layer,
+        *((user, ChatMessage(text)) for user, text in zip(senders, texts, strict=True)),
     )
 
     assert batches == [texts]
-    assert events.count("chat.messages") == 1  # one event for the batch
     assert [(frame["id"], frame["author"], new) for frame, new in sent] == [
         (1, "alice", True),
         (2, "bob", True),
         (3, "dave", True),
     ]
     assert [(await next_frame(carol))["text"] for _ in texts] == texts
+    assert broadcasts == [[1, 2, 3]]  # one event for the batch
     assert await stored_texts() == texts
+
+
+async def test_a_big_batch_is_broadcast_in_events_of_limited_size(
+    open_socket, channel_layer, broadcasts, monkeypatch
+):
+    # A page that stops reading keeps up to CHANNEL_CAPACITY events: each is bounded.
+    monkeypatch.setattr(writer, "MAX_EVENT_BYTES", 300)  # about two frames
+    carol = await joined(open_socket, "carol")
+    (alice,) = await users("alice")
+    texts = [f"message {number}" for number in range(5)]
+
+    await at_once(channel_layer, *((alice, ChatMessage(text)) for text in texts))
+
+    assert [(await next_frame(carol))["text"] for _ in texts] == texts
+    assert broadcasts == [[1, 2], [3, 4], [5]]
 
 
 async def test_a_crowd_sending_at_once_is_shown_every_message_once_in_order(
@@ -1267,6 +1305,27 @@ async def test_a_batch_after_a_dropped_message_is_caught_up_in_order_once(
     assert shown == ["one", "two", "three", "barrier"]
 
 
+async def test_a_batch_whose_first_message_the_page_has_shows_the_rest(
+    open_socket, channel_layer, settings
+):
+    settings.CHAT_HEARTBEAT_SECONDS = 600  # no catch-up but the batch's own
+    frames = await store_messages(["one", "two"])
+    bob = await joined(open_socket, "bob", query="after=0")
+    bob_has = [frame["text"] for frame in bob.history]
+    (one, two), more = frames, await store_messages(["three"])
+
+    await channel_layer.group_send(
+        "chat_lobby",
+        {
+            "type": "chat.messages",
+            "messages": [[f["id"], json.dumps(f)] for f in (one, two, *more)],
+        },
+    )
+
+    assert bob_has == ["one", "two"]
+    assert (await next_frame(bob))["text"] == "three"  # 1 and 2 skipped, not the rest
+
+
 async def test_a_copy_sent_again_in_a_batch_is_stored_once_and_the_rest_still_are(
     open_socket, channel_layer, batches
 ):
@@ -1274,12 +1333,14 @@ async def test_a_copy_sent_again_in_a_batch_is_stored_once_and_the_rest_still_ar
     first, _ = await database_sync_to_async(save_message)("lobby", alice, "hi", "c1")
     carol = await joined(open_socket, "carol")
 
-    sent = await asyncio.gather(
-        writer.send_message(channel_layer, "lobby", bob, ChatMessage("new", "b1")),
-        writer.send_message(channel_layer, "lobby", alice, ChatMessage("hi", "c1")),
-        writer.send_message(channel_layer, "lobby", bob, ChatMessage("newer", "b2")),
+    sent = await at_once(
+        channel_layer,
+        (bob, ChatMessage("new", "b1")),
+        (alice, ChatMessage("hi", "c1")),
+        (bob, ChatMessage("newer", "b2")),
     )
 
+    assert batches == [["new", "hi", "newer"]]  # one batch, stored one at a time
     assert [(frame["id"], new) for frame, new in sent] == [
         (2, True),
         (1, False),
@@ -1293,6 +1354,43 @@ async def test_a_copy_sent_again_in_a_batch_is_stored_once_and_the_rest_still_ar
     assert await stored_texts() == ["hi", "new", "newer", "barrier"]
 
 
+async def test_two_copies_in_one_batch_are_stored_once(
+    open_socket, channel_layer, batches
+):
+    (alice,) = await users("alice")
+
+    sent = await at_once(
+        channel_layer,
+        (alice, ChatMessage("hi", "c1")),
+        (alice, ChatMessage("hi", "c1")),
+    )
+
+    assert batches == [["hi", "hi"]]
+    assert [(frame["id"], new) for frame, new in sent] == [(1, True), (1, False)]
+    assert await stored_texts() == ["hi"]
+
+
+async def test_a_message_the_database_refuses_fails_alone(
+    open_socket, channel_layer, batches
+):
+    carol = await joined(open_socket, "carol")
+    bob, ghost = await users("bob", "ghost")
+    await database_sync_to_async(User.objects.filter(pk=ghost.pk).delete)()
+
+    sent = await at_once(
+        channel_layer,
+        (bob, ChatMessage("one")),
+        (ghost, ChatMessage("from a deleted user")),  # its row cannot refer to him
+        (bob, ChatMessage("two")),
+    )
+
+    assert batches == [["one", "from a deleted user", "two"]]
+    assert isinstance(sent[1], IntegrityError)
+    assert [sent[0][0]["id"], sent[2][0]["id"]] == [1, 2]
+    assert [(await next_frame(carol))["text"] for _ in range(2)] == ["one", "two"]
+    assert await stored_texts() == ["one", "two"]
+
+
 @pytest.mark.parametrize("channel_layer", ["in-memory", "redis"], indirect=True)
 async def test_the_rate_limit_in_a_batch_refuses_only_the_messages_over_it(
     open_socket, channel_layer, settings, slow_clock, request, batches
@@ -1304,13 +1402,11 @@ async def test_the_rate_limit_in_a_batch_refuses_only_the_messages_over_it(
     if settings.REDIS_URL:  # a Redis of your own?
         await limits.redis_client().delete(*(f"chat:rate:{u.pk}" for u in (alice, bob)))
 
-    sent = await asyncio.gather(
-        *(
-            writer.send_message(channel_layer, "lobby", user, ChatMessage(text))
-            for user, text in [
-                (alice, "a1"), (bob, "b1"), (alice, "a2"), (alice, "a3"), (bob, "b2")
-            ]
-        )
+    sent = await at_once(
+        channel_layer,
+        *((user, ChatMessage(text)) for user, text in [
+            (alice, "a1"), (bob, "b1"), (alice, "a2"), (alice, "a3"), (bob, "b2")
+        ])
     )  # fmt: skip
 
     assert [frame and frame[0]["text"] for frame in sent] == [
@@ -1324,20 +1420,26 @@ async def test_a_batch_the_database_refused_does_not_stop_the_rooms_writer(
 ):
     carol = await joined(open_socket, "carol")
     (alice,) = await users("alice")
+    storing, go_on = threading.Event(), threading.Event()
 
-    def unreachable(room_name, messages):
+    def unreachable_once(room_name, messages):
+        monkeypatch.setattr(store, "save_messages", save_messages)  # only this once
+        storing.set()
+        go_on.wait(PATIENCE)
         raise ConnectionError("the database is unreachable")
 
-    monkeypatch.setattr(store, "save_messages", unreachable)
-    with pytest.raises(ConnectionError):
-        await writer.send_message(channel_layer, "lobby", alice, ChatMessage("lost"))
-    monkeypatch.undo()
-    frame, new = await writer.send_message(
-        channel_layer, "lobby", alice, ChatMessage("stored")
-    )
+    monkeypatch.setattr(store, "save_messages", unreachable_once)
+    first = asyncio.create_task(at_once(channel_layer, (alice, ChatMessage("lost"))))
+    await asyncio.wait_for(asyncio.to_thread(storing.wait), PATIENCE)
+    # The first batch is being stored: this one waits for the next.
+    second = asyncio.create_task(at_once(channel_layer, (alice, ChatMessage("kept"))))
+    await asyncio.wait_for(queued(room="lobby"), PATIENCE)
+    go_on.set()
 
-    assert (frame["id"], new) == (1, True)
-    assert (await next_frame(carol))["text"] == "stored"
+    (failed,), ((frame, new),) = await first, await second
+    assert isinstance(failed, ConnectionError)
+    assert (frame["id"], frame["text"], new) == (1, "kept", True)
+    assert (await next_frame(carol))["text"] == "kept"
 
 
 def test_a_batch_costs_two_statements():
