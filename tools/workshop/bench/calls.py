@@ -318,6 +318,7 @@ def report(run: Run, joined_in: int, small: int) -> dict | None:
         "throughput", calls["variant"], small, "cpu_us_per_delivery"
     )
     per_message = per_delivery * (small - 1) if per_delivery else None
+    base = run.median("throughput", BASELINE, small, "cpu_us_per_delivery")
     return {
         "variant": run.name(calls["variant"]),
         "per_round": calls.get("per_round", 300),
@@ -362,5 +363,8 @@ def report(run: Run, joined_in: int, small: int) -> dict | None:
         "small_others": small - 1,
         "small_message_us": num(per_message, ",.0f"),
         "message_share": f"{message / per_message:.0%}" if per_message else "—",
+        # Whether a message in the room of `small` meets its target as it is.
+        "small_met": bool(per_delivery and base)
+        and per_delivery / base <= SMALL_CPU_TARGET,
         **message_floor(run, small, trip),
     }
