@@ -740,6 +740,7 @@ LESSONS: dict[str, Lesson] = {
                     "test_a_big_batch_is_broadcast_in_events_of_limited_size",
                     "test_two_copies_in_one_batch_are_stored_once",
                     "test_a_message_the_database_refuses_fails_alone",
+                    "test_a_message_whose_broadcast_fails_is_acknowledged_and_caught_up",
                     "test_a_rooms_writer_is_not_kept_once_its_messages_are_sent",
                 ),
             ),
