@@ -37,7 +37,9 @@ def run(command: list, cwd: Path, log) -> subprocess.CompletedProcess:
     return result
 
 
-def check_step(step, folder: Path, log, base_python: str) -> str | None:
+def check_step(
+    step, folder: Path, log, base_python: str, pytest_args: list[str] = ()
+) -> str | None:
     """None if the copy passes; else what failed."""
     copy = folder / step.name
     for name in project_files(step.path):
@@ -50,7 +52,9 @@ def check_step(step, folder: Path, log, base_python: str) -> str | None:
     if run([*install, "-r", "requirements.txt"], copy, log).returncode:
         return "pip install -r requirements.txt failed"
     tests = run(
-        [python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"], copy, log
+        [python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *pytest_args],
+        copy,
+        log,
     )
     last = (tests.stdout.strip().splitlines() or ["no output"])[-1]
     if tests.returncode or "skipped" in last:
@@ -80,9 +84,17 @@ def python_version(python: str) -> str:
     return found.stdout.strip() or "?"
 
 
-def standalone(numbers: list[str], jobs: int, pythons: list[str] = ()) -> int:
+def standalone(
+    numbers: list[str],
+    jobs: int,
+    pythons: list[str] = (),
+    pytest_args: dict[str, list[str]] | None = None,
+) -> int:
     """Each step alone; with `pythons`, the steps' virtualenvs are made with each of
-    them in turn (make ci: the oldest and the newest supported Python)."""
+    them in turn (make ci: the oldest and the newest supported Python); with
+    `pytest_args`, a step's pytest gets those (make ci: the last step on PostgreSQL).
+    """
+    pytest_args = pytest_args or {}
     steps = [find_step(number) for number in numbers] or all_steps()
     pythons = list(pythons) or [sys.executable]
     chosen = {step.name: pythons[i % len(pythons)] for i, step in enumerate(steps)}
@@ -95,7 +107,13 @@ def standalone(numbers: list[str], jobs: int, pythons: list[str] = ()) -> int:
         with tempfile.TemporaryDirectory(prefix="workshop-standalone-") as folder:
             began = time.monotonic()
             with open(logs / f"{step.name}.log", "w", encoding="utf-8") as log:
-                problem = check_step(step, Path(folder), log, chosen[step.name])
+                problem = check_step(
+                    step,
+                    Path(folder),
+                    log,
+                    chosen[step.name],
+                    pytest_args.get(step.name, []),
+                )
             return step, problem, time.monotonic() - began
 
     print(
@@ -110,8 +128,10 @@ def standalone(numbers: list[str], jobs: int, pythons: list[str] = ()) -> int:
             failures += problem is not None
             verdict = "ok  " if problem is None else f"FAIL  {problem}"
             version = versions[chosen[step.name]]
+            args = " ".join(pytest_args.get(step.name, []))
             print(
-                f"  {step.name:<20} Python {version:<8} {verdict}  ({seconds:.0f}s)",
+                f"  {step.name:<20} Python {version:<8} {args + ' ' if args else ''}"
+                f"{verdict}  ({seconds:.0f}s)",
                 flush=True,
             )
     print(
