@@ -565,6 +565,47 @@ async def test_a_socket_that_drops_during_a_send_still_leaves_the_room(
     assert (await presence_after(alice, ["alice"]))[-1] == ["alice"]
 
 
+class AnswersTheCloseAtOnce:
+    """The application behind uvicorn, whose page has just sent its close frame:
+    uvicorn answered it at once, and until the socket is flushed and gone, every send
+    raises RuntimeError, as uvicorn's does, while the consumer has yet to read the
+    websocket.disconnect. (A real server keeps that window open only while it flushes
+    what it wrote: too short to open on demand.)"""
+
+    def __init__(self):
+        self.closed = False
+
+    async def __call__(self, scope, receive, send):
+        async def send_unless_closed(message):
+            if self.closed:
+                raise RuntimeError(
+                    f"Unexpected ASGI message '{message['type']}', after sending"
+                    " 'websocket.close'."
+                )
+            await send(message)
+
+        return await application(scope, receive, send_unless_closed)
+
+
+async def test_a_page_that_closes_as_the_server_sends_ends_its_consumer_quietly(
+    open_socket, channel_layer
+):
+    alice = await joined(open_socket, "alice")
+    server = AnswersTheCloseAtOnce()
+    bob = WebsocketCommunicator(
+        server, "/ws/chat/lobby/", [BROWSER_ORIGIN, await session_cookie_for("bob")]
+    )
+    assert (await bob.connect(timeout=PATIENCE))[0]
+    assert (await bob.receive_json_from(timeout=PATIENCE))["type"] == "history"
+
+    server.closed = True
+    await say(alice, "bob, are you there?")
+
+    # Ended, and raised nothing: uvicorn logs a consumer's exception as a traceback.
+    await asyncio.wait_for(bob.future, timeout=PATIENCE)
+    assert len(await group_members(channel_layer, "chat_lobby")) == 1  # alice only
+
+
 async def test_a_crowd_joins_chats_and_leaves_at_once(open_socket, channel_layer):
     # More sockets at once than redis-py 8's default pool of 100 connections: see
     # CHANNEL_LAYERS. Every join and leave is a Redis command in flight.

@@ -5,6 +5,7 @@ import weakref
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
@@ -46,19 +47,30 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     some gets them from the database.
     """
 
+    open = False  # accepted, and not closed by this consumer
     joined = False  # counted online (then in its groups and the heartbeat)
     delivered = 0  # the number of the newest message this socket has been sent
     presence_version = 0  # the version of the room's presence list the page has
 
     async def __call__(self, scope, receive, send):
+        async def send_while_open(message):
+            # uvicorn answers the page's close frame at once: a send before this
+            # consumer reads the websocket.disconnect raises RuntimeError. The page
+            # is gone, so end quietly (before accept, or after our close: a bug).
+            try:
+                await send(message)
+            except RuntimeError:
+                if self.open:
+                    raise StopConsumer() from None
+                raise
+            if message["type"] in ("websocket.accept", "websocket.close"):
+                self.open = message["type"] == "websocket.accept"
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send_while_open)
         finally:
-            # A send to a socket that dropped a moment earlier can end the consumer
-            # before its websocket.disconnect arrives: uvicorn raises
-            # ClientDisconnected from send(), and then disconnect() never runs
-            # (django/channels issue 1466). Leave however the consumer ends, or the
-            # user would stay "online" and in the groups for good.
+            # A send that raises ClientDisconnected ends the consumer without
+            # disconnect() (django/channels issue 1466): leave however it ends.
             await self.leave()
 
     # --- WebSocket handlers: the browser talks to us -------------------------------

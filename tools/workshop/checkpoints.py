@@ -460,6 +460,7 @@ LESSONS: dict[str, Lesson] = {
                     "test_messages_dropped_after_the_last_event_are_caught_up",
                     "test_a_message_whose_broadcast_fails_is_*",
                     "test_a_socket_that_drops_during_a_send_still_leaves_the_room",
+                    "test_a_page_that_closes_as_the_server_sends_*",
                     "test_disconnect_leaves_every_group",
                     "test_server_killed_and_restarted_clients_catch_up",
                     "test_room_page_reconnects_after_a_server_restart_and_catches_up",
