@@ -833,6 +833,10 @@ def do_it_yourself_parts() -> dict[str, str]:
     return parts
 
 
+# The tooling's tests that take a step each (mutants of it that its tests must catch;
+# its browser tests under manage.py test): in make ci, only for ci_steps().
+ONLY_CI_STEPS = ("test_tests_catch_breakage", "test_tutorial_commands")
+
 # The longest of make ci's maintainer suites, started first.
 LONGEST_FIRST = ("tools/test_do_it_yourself", "tools/test_tests_catch_breakage")
 
@@ -850,6 +854,10 @@ def maintainer_suites() -> list:
                 suites.append(
                     Suite(f"{name}[{part}]", tools, [target, "-k", selection])
                 )
+        elif path.stem in ONLY_CI_STEPS:
+            # Each test a step: only the steps make ci checks alone too.
+            names = " or ".join(step.name for step in ci_steps())
+            suites.append(Suite(name, tools, [target, "-k", names]))
         else:
             suites.append(Suite(name, tools, [target]))
     # Many more examples for the last step (every step runs them with the usual
