@@ -245,6 +245,15 @@ MUTANTS = {
             "redis",
         ),
     ),
+    "step17_reconnect_storms: every join at once": Mutant(
+        step="step17_reconnect_storms",
+        file="chat/consumers.py",
+        code="        async with joins_in_turn():\n            await self.join()\n",
+        broken="        await self.join()\n",
+        tests=(
+            "chat/test_consumers.py::test_a_crowd_joins_a_few_at_a_time_and_each_gets_its_history",
+        ),
+    ),
 }
 
 

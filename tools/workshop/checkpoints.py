@@ -754,6 +754,29 @@ LESSONS: dict[str, Lesson] = {
             ),
         ],
     ),
+    "step17_reconnect_storms": Lesson(
+        checkpoints=[
+            Checkpoint(
+                "A socket is accepted before its join's work, and joins take turns",
+                "chat/consumers.py: connect() accepts the socket once the room name is"
+                " valid, then runs join() inside joins_in_turn(), an asyncio.Semaphore"
+                " of CHAT_JOINS_AT_ONCE (mysite/settings.py) for each event loop. See"
+                " step17_reconnect_storms/README.md.",
+                (
+                    "test_a_socket_is_accepted_before_its_join_is_done",
+                    "test_a_crowd_joins_a_few_at_a_time_and_each_gets_its_history",
+                ),
+            ),
+            Checkpoint(
+                "A history costs two queries, however many messages it holds",
+                "chat/store.py: history() reads the room's newest number once and hands"
+                " it to messages_after(); the messages are read as plain values"
+                " (values_list(*FRAME_COLUMNS)), not model objects. See"
+                " step17_reconnect_storms/README.md.",
+                ("test_a_history_costs_two_queries_however_many_messages_it_holds",),
+            ),
+        ],
+    ),
 }
 
 

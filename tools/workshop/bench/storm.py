@@ -5,6 +5,7 @@ did the restarted server spend on it?"""
 
 import asyncio
 import json
+import random
 import time
 
 from workshop.bench.figures import Run, median, num, percent, spread
@@ -87,6 +88,26 @@ def measure(bench: Bench, variant: Variant, round_: int, backoff: Backoff) -> No
 # --- in the note ---------------------------------------------------------------------
 
 
+def backoff_floor(backoff: dict, up_s: float, clients: int, storms=200) -> dict:
+    """When the last of `clients` would be back if the server cost nothing: each
+    client tries as the page does (backoff: Backoff.describe()), every attempt before
+    the server listens again (up_s after the kill) is refused, the first after it
+    succeeds at once. Simulated `storms` times, with the same seed every report."""
+    chance, lasts = random.Random(17), []
+    low, high = backoff["jitter"]
+    for _ in range(storms):
+        last = 0.0
+        for _ in range(clients):
+            at, retries = 0.0, 0
+            while at < up_s:
+                wait = min(backoff["first_s"] * 2**retries, backoff["cap_s"])
+                at += wait * chance.uniform(low, high)
+                retries += 1
+            last = max(last, at)
+        lasts.append(last)
+    return {"median": median(lasts), "min": min(lasts), "max": max(lasts)}
+
+
 def figures(run: Run, cpu: dict | None) -> dict | None:
     s = run.group("storm", run.default["key"]) if run.default else None
     if not s:
@@ -119,4 +140,12 @@ def figures(run: Run, cpu: dict | None) -> dict | None:
         "fill": num(median([r["fill_s"] for r in runs]), ".1f"),
         "join_ms": num(per_join, ".1f") if cpu else None,
         "join_total": num(per_join * listeners / 1000, ".1f") if per_join else None,
+        "backoff_floor": spread(
+            backoff_floor(
+                run.data["last_step"]["backoff"],
+                s["server_up_s"]["median"],
+                listeners,
+            ),
+            ".1f",
+        ),
     }
