@@ -22,8 +22,10 @@ from workshop.bench.load import (
 from workshop.bench.server import Idle, Server, cpu_seconds, rss_bytes
 from workshop.bench.variants import Variant
 
-# Joining 10,000 sockets and telling the room about them takes a while on two cores.
-SETTLE_LIMIT = 300.0
+# Joining 10,000 sockets and telling the room about them takes a while on two cores;
+# and since step 17 a socket is open before its join is done, so the room falls quiet
+# only when the last of the queued joins is (about nine minutes after the last opened).
+SETTLE_LIMIT = 1200.0
 DELIVERY_LIMIT = 120.0
 
 
