@@ -524,6 +524,10 @@ async def test_with_csrf_trusted_origins_only_those_origins_open_a_socket(
     connected, _ = await communicator.connect(timeout=PATIENCE)
 
     assert connected == opens
+    if opens:  # past its join: the history comes after the socket joined its groups
+        assert (await communicator.receive_json_from(timeout=PATIENCE))[
+            "type"
+        ] == "history"
     assert len(await group_members(channel_layer, "chat_lobby")) == int(opens)
     await communicator.disconnect(timeout=PATIENCE)
 
