@@ -98,6 +98,9 @@ def parse_arguments(argv) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, help="rounds instead of the plan's")
     parser.add_argument(
+        "--big-room", type=int, help="sockets in the one big room (0: none)"
+    )
+    parser.add_argument(
         "--scenarios", help=f"only these, comma-separated: {','.join(SCENARIOS)}"
     )
     return parser.parse_args(argv)
@@ -110,6 +113,8 @@ def chosen_plan(args: argparse.Namespace) -> Plan:
         plan = replace(plan, sizes=sizes, tutorial_sizes=sizes)
     if args.rounds:
         plan = replace(plan, rounds=args.rounds)
+    if args.big_room is not None:
+        plan = replace(plan, big_room=args.big_room)
     return plan
 
 
@@ -172,7 +177,13 @@ def main(argv=None) -> int:
     plan = chosen_plan(args)
     scenarios = tuple(args.scenarios.split(",")) if args.scenarios else SCENARIOS
     # A partial run is for looking into one thing: it writes no notes.
-    partial = bool(args.only or args.sizes or args.rounds or args.scenarios)
+    partial = bool(
+        args.only
+        or args.sizes
+        or args.rounds
+        or args.scenarios
+        or args.big_room is not None
+    )
     report = {
         "quick": args.quick,
         "partial": partial,
